@@ -1,0 +1,80 @@
+"""The Celery application ``config``: ``celery -A config worker`` and ``celery -A config beat``.
+
+Messages are JSON, persistent and published with broker confirms; tasks are acknowledged after
+they run, a task whose worker dies is returned to its queue, and a task that fails for good is
+rejected without requeue so RabbitMQ moves it to the dead-letter queue (config/queues.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, bootsteps
+from celery.worker.consumer import Consumer
+
+from config import queues
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+logger = logging.getLogger(__name__)
+
+app = Celery("config")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+class DeadLetteringConsumer(Consumer):
+    """A consumer that dead-letters messages it cannot decode instead of dropping them."""
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        logger.error(
+            "Undecodable message dead-lettered (content type %r): %s",
+            message.content_type,
+            exc,
+        )
+        message.reject(requeue=False)
+
+
+class DeclareDeadLetterTopology(bootsteps.StartStopStep):
+    """Declare the dead-letter exchange and queues each time the worker (re)connects."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def start(self, c: Any) -> None:
+        queues.declare_dead_letter_topology(c.connection)
+
+
+app.steps["consumer"].add(DeclareDeadLetterTopology)
+
+
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_default_delivery_mode="persistent",
+    task_ignore_result=True,
+    result_backend=None,
+    task_queues=queues.WORK_QUEUES,
+    task_default_queue=queues.ORDERS,
+    task_default_exchange=queues.TASK_EXCHANGE.name,
+    task_default_exchange_type=queues.TASK_EXCHANGE.type,
+    task_default_routing_key=queues.ORDERS,
+    task_routes={
+        "inventory.tasks.*": {"queue": queues.INVENTORY, "routing_key": queues.INVENTORY},
+        "orders.tasks.order_reserve_task": {"queue": queues.INVENTORY, "routing_key": queues.INVENTORY},
+        "notifications.tasks.*": {"queue": queues.NOTIFICATIONS, "routing_key": queues.NOTIFICATIONS},
+    },
+    broker_transport_options={"confirm_publish": True},
+    broker_connection_retry_on_startup=True,
+    broker_connection_timeout=3,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # A task that raised after its last retry is rejected without requeue: dead-lettered.
+    task_acks_on_failure_or_timeout=False,
+    worker_prefetch_multiplier=1,
+    worker_consumer="config.celery_app:DeadLetteringConsumer",
+    worker_hijack_root_logger=False,
+    worker_send_task_events=False,
+)
+app.autodiscover_tasks()

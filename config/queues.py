@@ -1,0 +1,80 @@
+"""RabbitMQ topology: work queues per concern, each dead-lettering to its own durable queue.
+
+```
+ publisher -> exchange "tasks" (topic) --routing key = queue name--> orders | inventory | notifications
+                                                                        | rejected without requeue,
+                                                                        | or delivered too many times
+                                                                        v
+              exchange "dead-letter" (direct) --> orders.dlq | inventory.dlq | notifications.dlq
+```
+
+Work queues are quorum queues: they survive broker restarts, and their delivery limit bounds a
+message that keeps crashing its worker (each crash returns it to the queue and counts one
+delivery). Dead-lettering is at-least-once, so a dead letter is never dropped on the way.
+The exchange is a topic exchange because Celery's native delayed delivery (used for retries
+with a countdown on quorum queues) re-routes delayed messages with topic bindings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Connection, Exchange, Queue
+
+ORDERS = "orders"
+INVENTORY = "inventory"
+NOTIFICATIONS = "notifications"
+WORK_QUEUE_NAMES = (ORDERS, INVENTORY, NOTIFICATIONS)
+
+# Deliveries of one message before the broker dead-letters it (crash loops, lost workers).
+DELIVERY_LIMIT = 5
+
+TASK_EXCHANGE = Exchange("tasks", type="topic", durable=True)
+DEAD_LETTER_EXCHANGE = Exchange("dead-letter", type="direct", durable=True)
+
+
+def dead_letter_queue_name(queue_name: str) -> str:
+    return f"{queue_name}.dlq"
+
+
+def _work_queue(name: str) -> Queue:
+    arguments: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name,
+        "x-dead-letter-routing-key": name,
+        # At-least-once dead-lettering requires the queue to refuse publishes when full
+        # rather than drop its oldest messages.
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    return Queue(name, TASK_EXCHANGE, routing_key=name, durable=True, queue_arguments=arguments)
+
+
+def _dead_letter_queue(name: str) -> Queue:
+    return Queue(
+        dead_letter_queue_name(name),
+        DEAD_LETTER_EXCHANGE,
+        routing_key=name,
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum"},
+    )
+
+
+WORK_QUEUES = tuple(_work_queue(name) for name in WORK_QUEUE_NAMES)
+DEAD_LETTER_QUEUES = tuple(_dead_letter_queue(name) for name in WORK_QUEUE_NAMES)
+
+
+def declare_dead_letter_topology(connection: Connection) -> None:
+    """Declare the dead-letter exchange and queues (idempotent; the broker keeps them)."""
+    channel = connection.default_channel
+    for queue in DEAD_LETTER_QUEUES:
+        queue.bind(channel).declare()
+
+
+def declare_topology(connection: Connection) -> None:
+    """Declare every exchange and queue of the system (idempotent)."""
+    declare_dead_letter_topology(connection)
+    channel = connection.default_channel
+    for queue in WORK_QUEUES:
+        queue.bind(channel).declare()

@@ -1,0 +1,19 @@
+"""Settings for the test suite: real PostgreSQL, Redis and RabbitMQ, separate names."""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import CACHES, REST_FRAMEWORK, env
+
+DEBUG = False
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="django-insecure-test-only-key")
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=True)
+# The suite runs beside a development system on the same machine: its own Redis database and
+# RabbitMQ virtual host (created by scripts/services.sh) keep the two apart.
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/1")
+CACHES = {"default": {**CACHES["default"], "LOCATION": REDIS_URL}}
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672/orders_test")
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {"order_create": env("ORDER_CREATE_RATE", default="") or None},
+}

@@ -1,0 +1,96 @@
+"""One error shape for the whole API.
+
+Every error answer is drf-standardized-errors' shape::
+
+    {"type": "client_error", "errors": [{"code": "invalid_transition", "detail": "...", "attr": null}]}
+
+Services raise :class:`DomainError` subclasses (no HTTP in the business layer); this module maps
+them, and outages of PostgreSQL, RabbitMQ or Redis, onto that shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from django import db
+from drf_standardized_errors.handler import ExceptionHandler
+from drf_standardized_errors.handler import exception_handler as standard_exception_handler
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+# Exceptions that mean a dependency is unreachable, with the name reported to the client.
+DEPENDENCY_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
+    (db.OperationalError, "postgresql"),
+    (db.InterfaceError, "postgresql"),
+    (BrokerError, "rabbitmq"),
+    (RedisConnectionError, "redis"),
+    (RedisTimeoutError, "redis"),
+)
+
+
+class DomainError(Exception):
+    """A business rule refused the operation. Subclasses set the HTTP status and code."""
+
+    status_code: ClassVar[int] = status.HTTP_400_BAD_REQUEST
+    code: ClassVar[str] = "invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Conflict(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+class NotFound(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "A service this request needs is unavailable; try again shortly."
+    default_code = "service_unavailable"
+
+
+class _DomainAPIException(exceptions.APIException):
+    def __init__(self, error: DomainError) -> None:
+        self.status_code = error.status_code
+        super().__init__(detail=error.message, code=error.code)
+
+
+def dependency_name(exc: BaseException) -> str | None:
+    """The name of the unreachable dependency ``exc`` stands for, or None."""
+    for exc_type, name in DEPENDENCY_ERRORS:
+        if isinstance(exc, exc_type):
+            return name
+    return None
+
+
+class ApiExceptionHandler(ExceptionHandler):
+    def convert_known_exceptions(self, exc: Exception) -> Exception:
+        if isinstance(exc, DomainError):
+            return _DomainAPIException(exc)
+        dependency = dependency_name(exc)
+        if dependency is not None:
+            logger.warning("Dependency %s unavailable: %s", dependency, exc)
+            return ServiceUnavailable(f"{dependency} is unavailable; try again shortly.")
+        return super().convert_known_exceptions(exc)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    return standard_exception_handler(exc, context)  # type: ignore[arg-type]
+
+
+def error_body(*, code: str, detail: str, status_code: int) -> dict[str, Any]:
+    """The standard error body, for answers produced outside DRF views."""
+    error_type = "server_error" if status_code >= 500 else "client_error"
+    return {"type": error_type, "errors": [{"code": code, "detail": detail, "attr": None}]}

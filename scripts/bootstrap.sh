@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create the virtualenv (.venv, Python 3.11), install requirements.txt when it changed, and make
+# the services ready. Sourced by run.sh and test.sh; safe to run again and again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+find_python() {
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+            echo "$candidate"; return 0
+        fi
+    done
+    return 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+    PYTHON=$(find_python) || { echo "Python 3.11 is required" >&2; exit 1; }
+    if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+        rm -rf .venv
+        say "installing python3-venv"
+        if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+        else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv >/dev/null; fi
+        "$PYTHON" -m venv .venv
+    fi
+    say "created .venv with $("$PYTHON" --version)"
+fi
+
+stamp=.venv/.requirements.sha256
+wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    say "installing Python dependencies"
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -r requirements.txt
+    echo "$wanted" > "$stamp"
+fi
+
+bash scripts/services.sh
