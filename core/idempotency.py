@@ -81,9 +81,7 @@ def idempotent(view_method: ViewMethod) -> ViewMethod:
         fingerprint = request_fingerprint(request)
         with transaction.atomic(durable=True):
             if not _try_lock(user_id, key):
-                raise IdempotencyKeyInProgress(
-                    "A request with this Idempotency-Key is still being processed."
-                )
+                raise IdempotencyKeyInProgress("A request with this Idempotency-Key is still being processed.")
             stored = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
             if stored is not None and stored.created_at < timezone.now() - KEY_TTL:
                 stored.delete()
@@ -91,9 +89,7 @@ def idempotent(view_method: ViewMethod) -> ViewMethod:
             if stored is not None:
                 if stored.request_fingerprint != fingerprint:
                     raise IdempotencyKeyReused("This Idempotency-Key was used with a different request.")
-                return Response(
-                    stored.response_body, status=stored.response_status, headers=stored.response_headers
-                )
+                return Response(stored.response_body, status=stored.response_status, headers=stored.response_headers)
             response = view_method(view, request, *args, **kwargs)
             if status.is_success(response.status_code):
                 IdempotencyKey.objects.create(

@@ -28,9 +28,7 @@ class Command(BaseCommand):
             heartbeat.refresh_from_db()
             if heartbeat.processed_at is not None:
                 elapsed = (heartbeat.processed_at - heartbeat.requested_at).total_seconds()
-                self.stdout.write(
-                    self.style.SUCCESS(f"Worker {heartbeat.worker} processed it after {elapsed:.2f}s.")
-                )
+                self.stdout.write(self.style.SUCCESS(f"Worker {heartbeat.worker} processed it after {elapsed:.2f}s."))
                 return
             time.sleep(0.2)
         raise CommandError(f"No worker processed heartbeat {heartbeat.pk} within {timeout:.0f}s.")

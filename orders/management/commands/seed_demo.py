@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -9,10 +10,21 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from inventory.models import Product
+from inventory.services import product_create
+
 DEMO_USERS = (
     # username, password, is_staff
     ("staff", "staff-demo-password", True),
     ("customer", "customer-demo-password", False),
+)
+
+DEMO_PRODUCTS = (
+    # sku, name, price, stock
+    ("TSHIRT-BLK-M", "T-shirt, black, M", Decimal("19.90"), 500),
+    ("MUG-LOGO", "Mug with logo", Decimal("9.50"), 200),
+    ("HOODIE-GRY-L", "Hoodie, grey, L", Decimal("49.00"), 50),
+    ("POSTER-A2", "Poster A2", Decimal("12.00"), 0),
 )
 
 
@@ -36,3 +48,8 @@ class Command(BaseCommand):
                 token, _ = Token.objects.get_or_create(user=user)
                 role = "staff (admin)" if is_staff else "customer"
                 self.stdout.write(f"  {role:14} username={username} password={password} token={token.key}")
+            for sku, name, price, stock in DEMO_PRODUCTS:
+                if not Product.objects.filter(sku=sku).exists():
+                    product_create(sku=sku, name=name, price=price, currency="USD", stock=stock)
+        skus = ", ".join(sku for sku, *_ in DEMO_PRODUCTS)
+        self.stdout.write(f"  products       {skus} (existing products are left as they are)")

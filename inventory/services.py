@@ -1,0 +1,144 @@
+"""Stock changes. Every change of ``Product.available`` is a conditional update plus a ledger row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+
+from core.errors import Conflict
+from inventory.error_codes import InventoryErrorCode
+from inventory.models import Product, StockLedgerEntry
+
+
+class SkuTaken(Conflict):
+    code = InventoryErrorCode.SKU_TAKEN
+
+
+class InsufficientStockForAdjustment(Conflict):
+    code = InventoryErrorCode.INSUFFICIENT_STOCK
+
+
+@dataclass(frozen=True)
+class LineShortfall:
+    product_id: int
+    requested: int
+    reason: str  # an InventoryErrorCode value
+
+
+class StockUnavailable(Exception):
+    """Some lines could not be reserved. The caller must roll back the partial reservation."""
+
+    def __init__(self, shortfalls: list[LineShortfall]) -> None:
+        super().__init__(f"{len(shortfalls)} line(s) could not be reserved")
+        self.shortfalls = shortfalls
+
+
+def product_create(*, sku: str, name: str, price: Decimal, currency: str, stock: int) -> Product:
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                product = Product.objects.create(sku=sku, name=name, price=price, currency=currency, available=stock)
+        except IntegrityError as exc:
+            raise SkuTaken(f"A product with SKU {sku!r} already exists.") from exc
+        StockLedgerEntry.objects.create(
+            product=product, kind=StockLedgerEntry.Kind.INITIAL, delta=stock, reason="initial stock"
+        )
+    return product
+
+
+def stock_adjust(*, product: Product, delta: int, reason: str) -> Product:
+    """Add (or remove, with a negative delta) stock; refused if it would go below zero."""
+    with transaction.atomic():
+        updated = Product.objects.filter(pk=product.pk, available__gte=-delta).update(available=F("available") + delta)
+        if not updated:
+            raise InsufficientStockForAdjustment(
+                f"Removing {-delta} unit(s) of {product.sku} would make its stock negative."
+            )
+        StockLedgerEntry.objects.create(
+            product=product, kind=StockLedgerEntry.Kind.ADJUSTMENT, delta=delta, reason=reason
+        )
+    product.refresh_from_db(fields=["available", "updated_at"])
+    return product
+
+
+_RESERVE_SQL = """
+    UPDATE inventory_product SET available = available - %s, updated_at = now()
+    WHERE id = %s AND active AND available >= %s
+"""
+
+
+def stock_reserve(*, order_id: int, lines: Sequence[tuple[int, int]]) -> None:
+    """Reserve ``quantity`` of each ``(product_id, quantity)`` for the order, all or nothing.
+
+    Call inside a transaction (a savepoint is enough): on :class:`StockUnavailable` the caller
+    rolls back, which undoes the decrements already made. Rows are updated in product-id order
+    so two reservations never wait on each other in a cycle (no deadlocks).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("stock_reserve must run inside a transaction")
+    shortfalls: list[LineShortfall] = []
+    reserved: list[tuple[int, int]] = []
+    with connection.cursor() as cursor:
+        for product_id, quantity in sorted(lines):
+            cursor.execute(_RESERVE_SQL, [quantity, product_id, quantity])
+            if cursor.rowcount == 1:
+                reserved.append((product_id, quantity))
+            else:
+                shortfalls.append(LineShortfall(product_id, quantity, InventoryErrorCode.INSUFFICIENT_STOCK))
+    if shortfalls:
+        inactive = set(
+            Product.objects.filter(pk__in=[s.product_id for s in shortfalls], active=False).values_list("pk", flat=True)
+        )
+        raise StockUnavailable(
+            [
+                LineShortfall(s.product_id, s.requested, InventoryErrorCode.PRODUCT_INACTIVE)
+                if s.product_id in inactive
+                else s
+                for s in shortfalls
+            ]
+        )
+    # The partial unique index makes a second reservation of the same order fail loudly.
+    StockLedgerEntry.objects.bulk_create(
+        StockLedgerEntry(
+            product_id=product_id,
+            kind=StockLedgerEntry.Kind.RESERVATION,
+            delta=-quantity,
+            order_id=order_id,
+            reason="order reserved",
+        )
+        for product_id, quantity in reserved
+    )
+
+
+_RELEASE_LEDGER_SQL = """
+    INSERT INTO inventory_stockledgerentry (product_id, kind, delta, order_id, reason, created_at)
+    SELECT product_id, 'release', -delta, order_id, %s, now()
+    FROM inventory_stockledgerentry
+    WHERE order_id = %s AND kind = 'reservation'
+    ORDER BY product_id
+    ON CONFLICT DO NOTHING
+    RETURNING product_id, delta
+"""
+
+
+def stock_release(*, order_id: int, reason: str) -> int:
+    """Return the stock reserved for the order, once; returns the units released.
+
+    Call inside a transaction. Writing the release rows first means the partial unique index
+    decides which releases are new, so a repeated release adds nothing.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("stock_release must run inside a transaction")
+    with connection.cursor() as cursor:
+        cursor.execute(_RELEASE_LEDGER_SQL, [reason, order_id])
+        released = sorted(cursor.fetchall())
+        for product_id, quantity in released:
+            cursor.execute(
+                "UPDATE inventory_product SET available = available + %s, updated_at = now() WHERE id = %s",
+                [quantity, product_id],
+            )
+    return sum(quantity for _, quantity in released)

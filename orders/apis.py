@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from core.auth import authenticated_user
+from core.idempotency import idempotent
+from core.throttling import FailOpenUserRateThrottle
+from inventory.selectors import products_by_sku
+from orders.models import Actor, OrderStatus
+from orders.selectors import order_event_list, order_get, order_list
+from orders.serializers import OrderEventOutputSerializer, OrderOutputSerializer
+from orders.services import OrderItem, order_act, order_place, payment_callback_process
+
+MAX_LINES = 100
+MAX_QUANTITY = 1000
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Repeat the request safely: the same key and body within 24 hours answer the first response.",
+)
+
+
+class OrderCreateThrottle(FailOpenUserRateThrottle):
+    scope = "order_create"
+
+
+class OrderListCreateApi(APIView):
+    class InputSerializer(serializers.Serializer[dict[str, Any]]):
+        class ItemSerializer(serializers.Serializer[dict[str, Any]]):
+            sku = serializers.CharField(max_length=64)
+            quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
+
+        items = ItemSerializer(many=True, allow_empty=False, max_length=MAX_LINES)  # type: ignore[call-arg]
+        email = serializers.EmailField(required=False)
+
+        def validate_items(self, items: list[dict[str, Any]]) -> list[OrderItem]:
+            skus = [item["sku"] for item in items]
+            products = products_by_sku(skus=skus)
+            errors: list[dict[str, list[str]]] = []
+            seen: set[str] = set()
+            for sku in skus:
+                product = products.get(sku)
+                if sku in seen:
+                    errors.append({"sku": [f"SKU {sku!r} appears more than once; combine the lines."]})
+                elif product is None:
+                    errors.append({"sku": [f"Unknown SKU {sku!r}."]})
+                elif not product.active:
+                    errors.append({"sku": [f"SKU {sku!r} is not for sale."]})
+                else:
+                    errors.append({})
+                seen.add(sku)
+            if any(errors):
+                raise serializers.ValidationError(errors)
+            if len({products[sku].currency for sku in skus}) > 1:
+                raise serializers.ValidationError("All items of an order must be priced in one currency.")
+            return [OrderItem(product=products[item["sku"]], quantity=item["quantity"]) for item in items]
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [OrderCreateThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(
+        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=OrderStatus.values)],
+        responses=OrderOutputSerializer(many=True),
+        operation_id="orders_list",
+    )
+    def get(self, request: Request) -> Response:
+        status_filter = request.query_params.get("status")
+        if status_filter and status_filter not in OrderStatus.values:
+            raise serializers.ValidationError({"status": [f"Unknown status {status_filter!r}."]})
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(order_list(user=request.user, status=status_filter), request, view=self)
+        return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={202: OrderOutputSerializer},
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        operation_id="orders_create",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        email = serializer.validated_data.get("email") or getattr(request.user, "email", "")
+        if not email:
+            raise serializers.ValidationError({"email": ["Required: your account has no e-mail address."]})
+        order = order_place(customer=authenticated_user(request), email=email, items=serializer.validated_data["items"])
+        location = request.build_absolute_uri(reverse("order-detail", args=[order.pk]))
+        return Response(
+            OrderOutputSerializer(order).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}
+        )
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(responses=OrderOutputSerializer)
+    def get(self, request: Request, order_id: int) -> Response:
+        return Response(OrderOutputSerializer(order_get(user=request.user, order_id=order_id)).data)
+
+
+class OrderEventListApi(APIView):
+    @extend_schema(responses=OrderEventOutputSerializer(many=True))
+    def get(self, request: Request, order_id: int) -> Response:
+        paginator = PageNumberPagination()
+        events = order_event_list(user=request.user, order_id=order_id)
+        page = paginator.paginate_queryset(events, request, view=self)
+        return paginator.get_paginated_response(OrderEventOutputSerializer(page, many=True).data)
+
+
+class OrderActionApi(APIView):
+    """POST /orders/{id}/<action>/ for cancel, pay, ship, complete and refund."""
+
+    action_name = ""
+
+    @extend_schema(request=None, responses=OrderOutputSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER])
+    @idempotent
+    def post(self, request: Request, order_id: int) -> Response:
+        order = order_get(user=request.user, order_id=order_id)  # another customer's order: 404
+        actor = Actor.STAFF if request.user.is_staff else Actor.CUSTOMER
+        order = order_act(order_id=order.pk, name=self.action_name, actor=actor, actor_user=authenticated_user(request))
+        return Response(OrderOutputSerializer(order_get(user=request.user, order_id=order.pk)).data)
+
+
+class PaymentWebhookApi(APIView):
+    """The payment provider's callback: authenticated by its Standard Webhooks signature."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=inline_serializer(
+            "PaymentCallback",
+            {
+                "type": serializers.ChoiceField(choices=["payment.succeeded", "payment.failed"]),
+                "order_id": serializers.IntegerField(),
+                "amount": serializers.DecimalField(max_digits=14, decimal_places=2),
+                "currency": serializers.CharField(),
+            },
+        ),
+        responses={200: inline_serializer("PaymentCallbackResult", {"result": serializers.CharField()})},
+        parameters=[
+            OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.HEADER, required=True)
+            for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        result = payment_callback_process(body=request.body, headers=dict(request.headers))
+        return Response({"result": result})

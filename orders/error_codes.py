@@ -1,0 +1,8 @@
+from enum import StrEnum
+
+
+class OrderErrorCode(StrEnum):
+    ORDER_NOT_FOUND = "order_not_found"
+    INVALID_TRANSITION = "invalid_transition"
+    TRANSITION_NOT_PERMITTED = "transition_not_permitted"
+    INVALID_SIGNATURE = "invalid_signature"

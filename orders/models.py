@@ -1,0 +1,190 @@
+"""Orders, their lines and their history.
+
+The state table of the contract lives here, in the ``@transition`` methods of :class:`Order`:
+each names its source and target states and, in ``custom["actors"]``, who may trigger it. The
+status field is protected, so a transition method is the only way to change it, and
+orders.services.transitions.order_transition the only caller of those methods.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+
+class OrderStatus(models.TextChoices):
+    PENDING = "pending"
+    RESERVED = "reserved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    PAID = "paid"
+    EXPIRED = "expired"
+    SHIPPED = "shipped"
+    REFUNDED = "refunded"
+    COMPLETED = "completed"
+
+
+FINAL_STATUSES = frozenset(
+    {
+        OrderStatus.REJECTED,
+        OrderStatus.CANCELLED,
+        OrderStatus.EXPIRED,
+        OrderStatus.REFUNDED,
+        OrderStatus.COMPLETED,
+    }
+)
+
+
+class Actor(models.TextChoices):
+    CUSTOMER = "customer"
+    STAFF = "staff"
+    SYSTEM = "system"
+    PAYMENT_PROVIDER = "payment_provider"
+
+
+class Order(ConcurrentTransitionMixin, models.Model):
+    customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    email = models.EmailField()
+    status = FSMField(default=OrderStatus.PENDING, choices=OrderStatus.choices, protected=True)
+    currency = models.CharField(max_length=3)
+    total = models.DecimalField(max_digits=14, decimal_places=2)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    reserved_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["customer", "-created_at"], name="order_customer_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="order_status_created_idx"),
+            models.Index(fields=["-created_at"], name="order_created_idx"),
+            # The expiry sweeper looks only at reserved orders by deadline; a partial index keeps
+            # that lookup small however many orders the table holds.
+            models.Index(fields=["expires_at"], condition=Q(status="reserved"), name="order_reserved_expires_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.pk} ({self.status})"
+
+    # --- The state table (source, target, allowed actors) -------------------------------------
+    @transition(field=status, source=OrderStatus.PENDING, target=OrderStatus.RESERVED,
+                custom={"actors": {Actor.SYSTEM}})  # fmt: skip
+    def reserve(self, *, at: datetime) -> None:
+        self.reserved_at = at
+        self.expires_at = at + timedelta(seconds=settings.ORDER_PAYMENT_TIMEOUT_SECONDS)
+
+    @transition(field=status, source=OrderStatus.PENDING, target=OrderStatus.REJECTED,
+                custom={"actors": {Actor.SYSTEM}})  # fmt: skip
+    def reject(self, *, at: datetime) -> None:
+        pass
+
+    @transition(field=status, source=[OrderStatus.PENDING, OrderStatus.RESERVED], target=OrderStatus.CANCELLED,
+                custom={"actors": {Actor.CUSTOMER, Actor.STAFF}})  # fmt: skip
+    def cancel(self, *, at: datetime) -> None:
+        pass
+
+    @transition(field=status, source=OrderStatus.RESERVED, target=OrderStatus.PAID,
+                custom={"actors": {Actor.PAYMENT_PROVIDER, Actor.STAFF}})  # fmt: skip
+    def pay(self, *, at: datetime) -> None:
+        self.paid_at = at
+
+    @transition(field=status, source=OrderStatus.RESERVED, target=OrderStatus.EXPIRED,
+                custom={"actors": {Actor.SYSTEM}})  # fmt: skip
+    def expire(self, *, at: datetime) -> None:
+        pass
+
+    @transition(field=status, source=OrderStatus.PAID, target=OrderStatus.SHIPPED,
+                custom={"actors": {Actor.STAFF}})  # fmt: skip
+    def ship(self, *, at: datetime) -> None:
+        pass
+
+    @transition(field=status, source=OrderStatus.PAID, target=OrderStatus.REFUNDED,
+                custom={"actors": {Actor.STAFF}})  # fmt: skip
+    def refund(self, *, at: datetime) -> None:
+        pass
+
+    @transition(field=status, source=OrderStatus.SHIPPED, target=OrderStatus.COMPLETED,
+                custom={"actors": {Actor.STAFF}})  # fmt: skip
+    def complete(self, *, at: datetime) -> None:
+        pass
+
+
+class OrderLine(models.Model):
+    """A line of an order, with a snapshot of the product as it was sold."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey("inventory.Product", on_delete=models.PROTECT, related_name="+")
+    sku = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+    quantity = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["order", "product"], name="order_line_unique_product"),
+            models.CheckConstraint(condition=Q(quantity__gte=1, quantity__lte=1000), name="order_line_quantity_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"
+
+    @property
+    def line_total(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+class OrderEvent(models.Model):
+    """Something that happened to an order: a transition, or a payment that was not applied."""
+
+    class Kind(models.TextChoices):
+        TRANSITION = "transition"
+        PAYMENT_NOT_APPLIED = "payment_not_applied"
+        PAYMENT_FAILED = "payment_failed"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.TRANSITION)
+    from_status = models.CharField(max_length=16, choices=OrderStatus.choices, blank=True)
+    to_status = models.CharField(max_length=16, choices=OrderStatus.choices)
+    actor = models.CharField(max_length=32, choices=Actor.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["order", "created_at"], name="order_event_order_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.from_status or '-'} -> {self.to_status} ({self.kind})"
+
+
+class PaymentWebhookReceipt(models.Model):
+    """Every verified payment callback, once per ``webhook-id`` (replays are acknowledged only)."""
+
+    class Outcome(models.TextChoices):
+        APPLIED = "applied"
+        NOT_APPLIED = "not_applied"
+        FAILED_PAYMENT = "failed_payment"
+        UNKNOWN_ORDER = "unknown_order"
+
+    webhook_id = models.CharField(max_length=255, unique=True)
+    order = models.ForeignKey(Order, on_delete=models.SET_NULL, null=True, blank=True, related_name="payments")
+    event_type = models.CharField(max_length=64)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} ({self.outcome})"

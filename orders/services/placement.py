@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from core.outbox import outbox_enqueue
+from inventory.models import Product
+from notifications.services import notification_publish
+from orders.models import Actor, Order, OrderEvent, OrderLine, OrderStatus
+from orders.serializers import order_payload
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    product: Product
+    quantity: int
+
+
+def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
+    """Accept an order: the order, its lines, its first event and the reservation task commit
+    together (or not at all). Stock is reserved later by a worker (``order_reserve``).
+
+    Items must already be validated (known, active, distinct products in one currency).
+    """
+    total = sum((item.product.price * item.quantity for item in items), Decimal("0"))
+    with transaction.atomic():
+        order = Order.objects.create(customer=customer, email=email, currency=items[0].product.currency, total=total)
+        OrderLine.objects.bulk_create(
+            OrderLine(
+                order=order,
+                product=item.product,
+                sku=item.product.sku,
+                name=item.product.name,
+                unit_price=item.product.price,
+                quantity=item.quantity,
+            )
+            for item in items
+        )
+        OrderEvent.objects.create(
+            order=order,
+            from_status="",
+            to_status=OrderStatus.PENDING,
+            actor=Actor.CUSTOMER,
+            actor_user=customer,
+            reason="order placed",
+            created_at=order.created_at,
+        )
+        outbox_enqueue(task_name="orders.tasks.order_reserve_task", args=[order.pk])
+        notification_publish(event_type="order.pending", payload=order_payload(order), email=email)
+    return order

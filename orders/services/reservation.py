@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from inventory.models import Product
+from inventory.services import StockUnavailable, stock_reserve
+from orders.lock_objects import order_lock
+from orders.models import Actor, Order, OrderStatus
+from orders.services.transitions import order_transition
+
+logger = logging.getLogger(__name__)
+
+
+def order_reserve(*, order_id: int) -> str:
+    """Reserve all of the order's stock, or reject it. Returns the order's status afterwards.
+
+    Idempotent: the order row is locked and only a ``pending`` order is worked on, so a
+    redelivered or duplicated task changes nothing.
+    """
+    with transaction.atomic(durable=True):
+        try:
+            order = order_lock(order_id=order_id)
+        except Order.DoesNotExist:
+            logger.warning("Reservation for unknown order %s ignored", order_id)
+            return "missing"
+        if order.status != OrderStatus.PENDING:
+            return str(order.status)
+        lines = list(order.lines.values_list("product_id", "quantity", "sku"))
+        try:
+            with transaction.atomic():  # a savepoint: a shortfall undoes the partial decrements
+                stock_reserve(order_id=order.pk, lines=[(product_id, qty) for product_id, qty, _ in lines])
+        except StockUnavailable as exc:
+            skus = dict(Product.objects.filter(pk__in=[s.product_id for s in exc.shortfalls]).values_list("pk", "sku"))
+            shortfalls = [
+                {"sku": skus[s.product_id], "quantity": s.requested, "reason": s.reason} for s in exc.shortfalls
+            ]
+            order_transition(
+                order=order,
+                name="reject",
+                actor=Actor.SYSTEM,
+                reason="; ".join(f"{line['sku']}: {line['reason']}" for line in shortfalls),
+                data={"lines": shortfalls},
+            )
+        else:
+            order_transition(order=order, name="reserve", actor=Actor.SYSTEM, reason="stock reserved")
+        return str(order.status)

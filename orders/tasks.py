@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+from orders.services import order_reserve
+
+
+@shared_task(
+    autoretry_for=(Exception,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def order_reserve_task(order_id: int) -> str:
+    return order_reserve(order_id=order_id)
