@@ -26,6 +26,9 @@ class ProductOutputSerializer(serializers.ModelSerializer[Product]):
 
 class ProductListCreateApi(APIView):
     class InputSerializer(serializers.Serializer[dict[str, Any]]):
+        class Meta:
+            ref_name = "ProductCreateInput"
+
         sku = serializers.RegexField(SKU_PATTERN, max_length=64)
         name = serializers.CharField(max_length=200)
         price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
@@ -59,6 +62,9 @@ class StockAdjustmentCreateApi(APIView):
     permission_classes = [IsAdminUser]
 
     class InputSerializer(serializers.Serializer[dict[str, Any]]):
+        class Meta:
+            ref_name = "StockAdjustmentInput"
+
         delta = serializers.IntegerField(min_value=-1_000_000_000, max_value=1_000_000_000)
         reason = serializers.CharField(max_length=255)
 
@@ -68,6 +74,9 @@ class StockAdjustmentCreateApi(APIView):
             return value
 
     class OutputSerializer(serializers.Serializer[dict[str, Any]]):
+        class Meta:
+            ref_name = "StockAdjustment"
+
         sku = serializers.CharField()
         delta = serializers.IntegerField()
         reason = serializers.CharField()

@@ -39,7 +39,13 @@ class OrderCreateThrottle(FailOpenUserRateThrottle):
 
 class OrderListCreateApi(APIView):
     class InputSerializer(serializers.Serializer[dict[str, Any]]):
+        class Meta:
+            ref_name = "OrderCreateInput"
+
         class ItemSerializer(serializers.Serializer[dict[str, Any]]):
+            class Meta:
+                ref_name = "OrderCreateItem"
+
             sku = serializers.CharField(max_length=64)
             quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
 

@@ -1,5 +1,8 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import OperationalError as DatabaseError
+from kombu.exceptions import OperationalError as BrokerError
+from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
 
@@ -46,3 +49,32 @@ def test_openapi_schema_and_docs_are_served_without_external_assets(api_client):
     assert "swagger-ui" in html
     assert "cdn.jsdelivr.net" not in html
     assert "/static/drf_spectacular_sidecar/" in html
+
+
+@pytest.mark.parametrize(
+    ("error", "name"),
+    [
+        (DatabaseError("connection refused"), "postgresql"),
+        (BrokerError("broker gone"), "rabbitmq"),
+    ],
+)
+def test_an_unreachable_dependency_is_a_json_503_naming_it(monkeypatch, error, name):
+    import inventory.apis
+
+    def unavailable():
+        raise error
+
+    monkeypatch.setattr(inventory.apis, "product_list", unavailable)
+    user = get_user_model().objects.create_user("bob", password="pw-for-tests")
+    api_client = APIClient(raise_request_exception=False)
+    api_client.force_authenticate(user)
+
+    response = api_client.get("/api/v1/products/")
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "type": "server_error",
+        "errors": [
+            {"code": "service_unavailable", "detail": f"{name} is unavailable; try again shortly.", "attr": None}
+        ],
+    }

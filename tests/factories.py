@@ -1,0 +1,61 @@
+"""Test data. Products and orders are made through the services, as production makes them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import factory
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+
+from inventory.models import Product
+from inventory.services import product_create
+from orders.models import Order
+from orders.services import OrderItem, order_place
+
+
+class UserFactory(factory.django.DjangoModelFactory[User]):
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"customer{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
+    password = factory.django.Password("pass-for-tests")
+
+
+class StaffFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"staff{n}")
+    is_staff = True
+
+
+def token_for(user: User) -> str:
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+_sku_counter = iter(range(1, 10**9))
+
+
+def make_product(
+    *, sku: str | None = None, stock: int = 10, price: str = "10.00", currency: str = "USD", active: bool = True
+) -> Product:
+    product = product_create(
+        sku=sku or f"SKU-{next(_sku_counter)}",
+        name="Test product",
+        price=Decimal(price),
+        currency=currency,
+        stock=stock,
+    )
+    if not active:
+        Product.objects.filter(pk=product.pk).update(active=False)
+        product.refresh_from_db()
+    return product
+
+
+def make_order(*, customer: User | None = None, lines: list[tuple[Product, int]]) -> Order:
+    buyer: User = customer or UserFactory.create()
+    return order_place(
+        customer=buyer,
+        email=buyer.email,
+        items=[OrderItem(product=product, quantity=quantity) for product, quantity in lines],
+    )
