@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from orders.services import order_reserve
+from orders.services import order_expire_overdue, order_reserve
 
 
 @shared_task(
@@ -14,3 +14,12 @@ from orders.services import order_reserve
 )
 def order_reserve_task(order_id: int) -> str:
     return order_reserve(order_id=order_id)
+
+
+# A sweep stops after this long and leaves the rest to the next beat tick.
+EXPIRY_SWEEP_TIME_BUDGET_SECONDS = 20.0
+
+
+@shared_task
+def order_expire_overdue_task() -> int:
+    return order_expire_overdue(time_budget_seconds=EXPIRY_SWEEP_TIME_BUDGET_SECONDS)

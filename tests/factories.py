@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import factory
 from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import F
 from rest_framework.authtoken.models import Token
 
-from inventory.models import Product
+from inventory.models import Product, StockLedgerEntry
 from inventory.services import product_create
-from orders.models import Order
+from orders.models import Order, OrderLine, OrderStatus
 from orders.services import OrderItem, order_place
 
 
@@ -59,3 +62,50 @@ def make_order(*, customer: User | None = None, lines: list[tuple[Product, int]]
         email=buyer.email,
         items=[OrderItem(product=product, quantity=quantity) for product, quantity in lines],
     )
+
+
+def make_reserved_orders(
+    *, product: Product, count: int, quantity: int = 1, expires_at: datetime, customer: User | None = None
+) -> list[int]:
+    """``count`` reserved orders of ``quantity`` units each, made in bulk (for large scenarios).
+
+    Writes what placement plus reservation would: orders, lines, reservation ledger rows and the
+    decrement of stock, so the ledger stays balanced.
+    """
+    buyer: User = customer or UserFactory.create()
+    reserved_at = expires_at - timedelta(minutes=30)
+    with transaction.atomic():
+        orders = Order.objects.bulk_create(
+            Order(
+                customer=buyer,
+                email=buyer.email,
+                status=OrderStatus.RESERVED,
+                currency=product.currency,
+                total=product.price * quantity,
+                reserved_at=reserved_at,
+                expires_at=expires_at,
+            )
+            for _ in range(count)
+        )
+        OrderLine.objects.bulk_create(
+            OrderLine(
+                order=order,
+                product=product,
+                sku=product.sku,
+                name=product.name,
+                unit_price=product.price,
+                quantity=quantity,
+            )
+            for order in orders
+        )
+        StockLedgerEntry.objects.bulk_create(
+            StockLedgerEntry(
+                product=product, kind=StockLedgerEntry.Kind.RESERVATION, delta=-quantity, order_id=order.pk
+            )
+            for order in orders
+        )
+        updated = Product.objects.filter(pk=product.pk, available__gte=count * quantity).update(
+            available=F("available") - count * quantity
+        )
+        assert updated == 1, "not enough stock for the reserved orders"
+    return [order.pk for order in orders]

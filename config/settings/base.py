@@ -249,6 +249,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.tasks.outbox_relay_task",
         "schedule": OUTBOX_RELAY_SECONDS,
     },
+    "order-expiry-sweep": {
+        "task": "orders.tasks.order_expire_overdue_task",
+        "schedule": ORDER_EXPIRY_SWEEP_SECONDS,
+    },
     "idempotency-cleanup": {
         "task": "core.tasks.idempotency_key_cleanup_task",
         "schedule": 3600.0,

@@ -1,5 +1,6 @@
 """Order use cases. Each public function is an entry point that owns its transaction."""
 
+from orders.services.expiry import order_expire_overdue
 from orders.services.payments import PaymentCallback, payment_callback_process
 from orders.services.placement import OrderItem, order_place
 from orders.services.reservation import order_reserve
@@ -11,6 +12,7 @@ __all__ = [
     "PaymentCallback",
     "TransitionNotPermitted",
     "order_act",
+    "order_expire_overdue",
     "order_place",
     "order_reserve",
     "payment_callback_process",
