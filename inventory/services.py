@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -118,27 +119,32 @@ _RELEASE_LEDGER_SQL = """
     INSERT INTO inventory_stockledgerentry (product_id, kind, delta, order_id, reason, created_at)
     SELECT product_id, 'release', -delta, order_id, %s, now()
     FROM inventory_stockledgerentry
-    WHERE order_id = %s AND kind = 'reservation'
-    ORDER BY product_id
+    WHERE order_id = ANY(%s) AND kind = 'reservation'
+    ORDER BY product_id, order_id
     ON CONFLICT DO NOTHING
     RETURNING product_id, delta
 """
 
 
-def stock_release(*, order_id: int, reason: str) -> int:
-    """Return the stock reserved for the order, once; returns the units released.
+def stock_release(*, order_ids: Sequence[int], reason: str) -> int:
+    """Return the stock reserved for these orders, once each; returns the units released.
 
     Call inside a transaction. Writing the release rows first means the partial unique index
-    decides which releases are new, so a repeated release adds nothing.
+    decides which releases are new, so a repeated release adds nothing. Products are then
+    updated once each, in product-id order (the lock order every stock change uses).
     """
     if not connection.in_atomic_block:
         raise RuntimeError("stock_release must run inside a transaction")
+    if not order_ids:
+        return 0
+    released: dict[int, int] = defaultdict(int)
     with connection.cursor() as cursor:
-        cursor.execute(_RELEASE_LEDGER_SQL, [reason, order_id])
-        released = sorted(cursor.fetchall())
-        for product_id, quantity in released:
+        cursor.execute(_RELEASE_LEDGER_SQL, [reason, list(order_ids)])
+        for product_id, quantity in cursor.fetchall():
+            released[product_id] += quantity
+        for product_id in sorted(released):
             cursor.execute(
                 "UPDATE inventory_product SET available = available + %s, updated_at = now() WHERE id = %s",
-                [quantity, product_id],
+                [released[product_id], product_id],
             )
-    return sum(quantity for _, quantity in released)
+    return sum(released.values())

@@ -75,7 +75,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
 
     # --- The state table (source, target, allowed actors) -------------------------------------
     @transition(field=status, source=OrderStatus.PENDING, target=OrderStatus.RESERVED,
-                custom={"actors": {Actor.SYSTEM}})  # fmt: skip
+                custom={"actors": {Actor.SYSTEM}, "sets": ("reserved_at", "expires_at")})  # fmt: skip
     def reserve(self, *, at: datetime) -> None:
         self.reserved_at = at
         self.expires_at = at + timedelta(seconds=settings.ORDER_PAYMENT_TIMEOUT_SECONDS)
@@ -91,7 +91,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
         pass
 
     @transition(field=status, source=OrderStatus.RESERVED, target=OrderStatus.PAID,
-                custom={"actors": {Actor.PAYMENT_PROVIDER, Actor.STAFF}})  # fmt: skip
+                custom={"actors": {Actor.PAYMENT_PROVIDER, Actor.STAFF}, "sets": ("paid_at",)})  # fmt: skip
     def pay(self, *, at: datetime) -> None:
         self.paid_at = at
 

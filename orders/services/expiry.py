@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from orders.models import Actor, Order, OrderStatus
-from orders.services.transitions import order_transition
+from orders.services.transitions import orders_transition
 
 # Orders per transaction: large enough to amortise the commit, small enough that the row locks
 # held against concurrent payments (which wait for them) are released within a fraction of a second.
@@ -33,10 +33,10 @@ def order_expire_batch(*, now: datetime | None = None, batch_size: int = EXPIRY_
         overdue = list(
             Order.objects.select_for_update(skip_locked=True)
             .filter(status=OrderStatus.RESERVED, expires_at__lte=now)
+            .prefetch_related("lines")
             .order_by("expires_at", "pk")[:batch_size]
         )
-        for order in overdue:
-            order_transition(order=order, name="expire", actor=Actor.SYSTEM, reason="payment deadline passed")
+        orders_transition(orders=overdue, name="expire", actor=Actor.SYSTEM, reason="payment deadline passed")
     return len(overdue)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
-from django_fsm import can_proceed
+from django_fsm import ConcurrentTransition, can_proceed
 
 from core.errors import Conflict, DomainError
 from inventory.services import stock_release
@@ -35,10 +36,78 @@ class TransitionNotPermitted(DomainError):
     code = OrderErrorCode.TRANSITION_NOT_PERMITTED
 
 
+def _transitions(name: str) -> list[Any]:
+    return list(getattr(Order, name)._django_fsm.transitions.values())
+
+
 def transition_actors(name: str) -> set[str]:
     """Who may trigger transition ``name``, from any source state (the state table's last column)."""
-    transitions = getattr(Order, name)._django_fsm.transitions.values()
-    return {actor for meta in transitions for actor in meta.custom.get("actors", ())}
+    return {actor for meta in _transitions(name) for actor in meta.custom.get("actors", ())}
+
+
+def _fields_set_by(name: str) -> tuple[str, ...]:
+    return tuple({field for meta in _transitions(name) for field in meta.custom.get("sets", ())})
+
+
+def orders_transition(
+    *,
+    orders: list[Order],
+    name: str,
+    actor: Actor,
+    actor_user: User | None = None,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> list[OrderEvent]:
+    """Apply transition ``name`` to every order and record it. Call holding their row locks.
+
+    Refuses (403) an actor the state table does not list for the transition and (409) a
+    transition it does not allow from an order's current status, changing nothing. The update
+    is compare-and-set (``WHERE status = <the status read>``) even under the lock. Releases the
+    stock of orders leaving ``reserved``/``paid`` by a releasing transition, and publishes each
+    event to e-mail and merchant webhooks after commit. Works on many orders at once so the
+    expiry sweeper pays a handful of queries per batch, not per order.
+    """
+    if not orders:
+        return []
+    if actor not in transition_actors(name):
+        raise TransitionNotPermitted(f"You may not {name} orders.")
+    for order in orders:
+        if not can_proceed(getattr(order, name)):
+            raise InvalidTransition(f"Cannot {name} an order that is {order.status}.")
+    now = timezone.now()
+    from_statuses = {order.pk: str(order.status) for order in orders}
+    for order in orders:
+        getattr(order, name)(at=now)
+        order.updated_at = now
+    changed = {field: getattr(orders[0], field) for field in _fields_set_by(name)}
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for order in orders:
+        by_source[from_statuses[order.pk]].append(order.pk)
+    for source, ids in by_source.items():
+        updated = Order.objects.filter(pk__in=ids, status=source).update(
+            status=orders[0].status, updated_at=now, **changed
+        )
+        if updated != len(ids):  # only possible if a caller forgot the row lock
+            raise ConcurrentTransition(f"{len(ids) - updated} order(s) changed status concurrently")
+    if name in RELEASING_TRANSITIONS:
+        released = [order.pk for order in orders if from_statuses[order.pk] != OrderStatus.PENDING]
+        stock_release(order_ids=released, reason=f"order {orders[0].status}")
+    events = OrderEvent.objects.bulk_create(
+        OrderEvent(
+            order=order,
+            from_status=from_statuses[order.pk],
+            to_status=order.status,
+            actor=actor,
+            actor_user=actor_user,
+            reason=reason,
+            data=data or {},
+            created_at=now,
+        )
+        for order in orders
+    )
+    for order in orders:
+        notification_publish(event_type=f"order.{order.status}", payload=order_payload(order), email=order.email)
+    return events
 
 
 def order_transition(
@@ -50,34 +119,10 @@ def order_transition(
     reason: str = "",
     data: dict[str, Any] | None = None,
 ) -> OrderEvent:
-    """Apply transition ``name`` to ``order`` and record it. Call holding the order's row lock.
-
-    Refuses (409) a transition the state table does not allow from the current status, and
-    (403) an actor the table does not list for it. Releases stock after a releasing transition,
-    and publishes the event to e-mail and merchant webhooks after commit.
-    """
-    if actor not in transition_actors(name):
-        raise TransitionNotPermitted(f"You may not {name} orders.")
-    method = getattr(order, name)
-    if not can_proceed(method):
-        raise InvalidTransition(f"Cannot {name} an order that is {order.status}.")
-    from_status = order.status
-    now = timezone.now()
-    method(at=now)
-    order.save(update_fields=["status", "updated_at", "reserved_at", "expires_at", "paid_at"])
-    if name in RELEASING_TRANSITIONS and from_status != OrderStatus.PENDING:
-        stock_release(order_id=order.pk, reason=f"order {order.status}")
-    event = OrderEvent.objects.create(
-        order=order,
-        from_status=from_status,
-        to_status=order.status,
-        actor=actor,
-        actor_user=actor_user,
-        reason=reason,
-        data=data or {},
-        created_at=now,
+    """:func:`orders_transition` for one order. Call holding the order's row lock."""
+    (event,) = orders_transition(
+        orders=[order], name=name, actor=actor, actor_user=actor_user, reason=reason, data=data
     )
-    notification_publish(event_type=f"order.{order.status}", payload=order_payload(order), email=order.email)
     return event
 
 

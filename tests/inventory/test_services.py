@@ -71,9 +71,9 @@ def test_release_returns_the_reserved_stock_exactly_once():
         stock_reserve(order_id=9, lines=[(product.pk, 4)])
 
     with transaction.atomic():
-        first = stock_release(order_id=9, reason="cancelled")
+        first = stock_release(order_ids=[9], reason="cancelled")
     with transaction.atomic():
-        second = stock_release(order_id=9, reason="cancelled")
+        second = stock_release(order_ids=[9], reason="cancelled")
 
     assert (first, second) == (4, 0)
     assert Product.objects.get(pk=product.pk).available == 10
