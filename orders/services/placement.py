@@ -11,6 +11,7 @@ from inventory.models import Product
 from notifications.services import notification_publish
 from orders.models import Actor, Order, OrderEvent, OrderLine, OrderStatus
 from orders.serializers import order_payload
+from orders.services.reservation import RESERVE_TASK
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,6 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
             reason="order placed",
             created_at=order.created_at,
         )
-        outbox_enqueue(task_name="orders.tasks.order_reserve_task", args=[order.pk])
+        outbox_enqueue(task_name=RESERVE_TASK, args=[order.pk])
         notification_publish(event_type="order.pending", payload=order_payload(order), email=email)
     return order

@@ -4,6 +4,7 @@ import logging
 
 from django.db import transaction
 
+from core.outbox import outbox_enqueue
 from inventory.models import Product
 from inventory.services import StockUnavailable, stock_reserve
 from orders.lock_objects import order_lock
@@ -11,6 +12,8 @@ from orders.models import Actor, Order, OrderStatus
 from orders.services.transitions import order_transition
 
 logger = logging.getLogger(__name__)
+
+RESERVE_TASK = "orders.tasks.order_reserve_task"
 
 
 def order_reserve(*, order_id: int) -> str:
@@ -46,3 +49,17 @@ def order_reserve(*, order_id: int) -> str:
         else:
             order_transition(order=order, name="reserve", actor=Actor.SYSTEM, reason="stock reserved")
         return str(order.status)
+
+
+def order_reservation_retry(*, order_id: int) -> bool:
+    """Queue the reservation of a ``pending`` order again (for orders stuck by an outage).
+
+    Returns False, changing nothing, if the order is no longer pending. Harmless if the
+    first reservation task is still on its way: the reservation itself is idempotent.
+    """
+    with transaction.atomic():
+        order = order_lock(order_id=order_id)
+        if order.status != OrderStatus.PENDING:
+            return False
+        outbox_enqueue(task_name=RESERVE_TASK, args=[order.pk])
+    return True

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+
+from core.admin_tools import EstimatedCountPaginator
+from core.errors import DomainError
+from inventory.models import Product, StockLedgerEntry
+from inventory.services import stock_adjust
+
+RECENT_LEDGER_ROWS = 20
+
+
+class StockAdjustmentForm(forms.Form):
+    delta = forms.IntegerField(help_text="Units to add (positive) or remove (negative).")
+    reason = forms.CharField(max_length=255)
+
+    def clean_delta(self) -> int:
+        delta: int = self.cleaned_data["delta"]
+        if delta == 0:
+            raise forms.ValidationError("A stock adjustment must change the stock.")
+        return delta
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["sku", "name", "price", "currency", "available", "active", "updated_at"]
+    list_filter = ["active", "currency"]
+    search_fields = ["sku", "name"]
+    readonly_fields = ["available", "created_at", "updated_at", "recent_ledger"]
+    fields = ["sku", "name", "price", "currency", "active", "available", "recent_ledger", "created_at", "updated_at"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> list[str]:
+        # Stock changes go through the adjustment form (which writes the ledger), never by hand.
+        return [*self.readonly_fields, "sku"] if obj else list(self.readonly_fields)
+
+    @admin.display(description=f"latest {RECENT_LEDGER_ROWS} ledger entries")
+    def recent_ledger(self, product: Product) -> str:
+        # A busy product has thousands of ledger rows: show the latest and link to the rest.
+        entries = product.ledger_entries.order_by("-pk")[:RECENT_LEDGER_ROWS]
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (f"{e.created_at:%Y-%m-%d %H:%M:%S}", e.kind, f"{e.delta:+d}", e.order_id or "", e.reason)
+                for e in entries
+            ),
+        )
+        url = reverse("admin:inventory_stockledgerentry_changelist") + f"?product__id__exact={product.pk}"
+        return format_html(
+            "<table><tr><th>time</th><th>kind</th><th>delta</th><th>order</th><th>reason</th></tr>{}</table>"
+            '<p><a href="{}">Full ledger</a></p>',
+            rows,
+            url,
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # products are created with their initial stock through the API
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "<int:product_id>/adjust-stock/",
+                self.admin_site.admin_view(self.adjust_stock_view),
+                name="inventory_product_adjust_stock",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def adjust_stock_view(self, request: HttpRequest, product_id: int) -> HttpResponse:
+        product = get_object_or_404(Product, pk=product_id)
+        if not self.has_change_permission(request, product):
+            messages.error(request, "You do not have permission to adjust stock.")
+            return HttpResponseRedirect(reverse("admin:inventory_product_change", args=[product.pk]))
+        form = StockAdjustmentForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                stock_adjust(product=product, **form.cleaned_data)
+            except DomainError as exc:
+                form.add_error("delta", exc.message)
+            else:
+                messages.success(
+                    request,
+                    f"Stock of {product.sku} adjusted by {form.cleaned_data['delta']:+d}: now {product.available}.",
+                )
+                return HttpResponseRedirect(reverse("admin:inventory_product_change", args=[product.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Adjust stock of {product.sku}",
+            "product": product,
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/inventory/product/adjust_stock.html", context)
+
+
+@admin.register(StockLedgerEntry)
+class StockLedgerEntryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "product", "kind", "delta", "order_id", "reason"]
+    list_filter = ["kind", "product"]
+    search_fields = ["product__sku", "=order_id"]
+    list_select_related = ["product"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
