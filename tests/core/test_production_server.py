@@ -31,8 +31,8 @@ def production_env(service_env: dict[str, str], static_root: Path) -> dict[str, 
         "LOG_LEVEL": "INFO",
     }
     # The production default (JSON lines) is what is under test, whatever the caller's shell says.
-    env.pop("LOG_FORMAT", None)
-    env.pop("DJANGO_DEBUG", None)
+    for name in ("LOG_FORMAT", "DJANGO_DEBUG", "WEBHOOK_ALLOW_PRIVATE_NETWORKS"):
+        env.pop(name, None)
     return env
 
 
@@ -54,6 +54,17 @@ def production_server(
     server.start()
     yield server
     server.stop()
+
+
+def test_production_refuses_to_start_with_private_webhook_targets_allowed(service_env, tmp_path):
+    env = {**production_env(service_env, tmp_path), "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode != 0
+    assert "WEBHOOK_ALLOW_PRIVATE_NETWORKS must not be true in production" in result.stderr
 
 
 def json_log_lines(server: Gunicorn) -> list[dict[str, Any]]:
