@@ -69,7 +69,9 @@ setting() {
 
 # url_part URL PART DEFAULT_PORT: the host, port, user or path (without its first /) of URL.
 url_part() {
-    python3 - "$@" <<'EOF'
+    local python=python3
+    [ -x .venv/bin/python ] && python=.venv/bin/python
+    "$python" - "$@" <<'EOF'
 import sys
 from urllib.parse import unquote, urlsplit
 
