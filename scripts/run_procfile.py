@@ -116,10 +116,10 @@ def main(argv: list[str]) -> int:
     # honcho signals only the processes still running; one that died may have left children
     # (gunicorn workers, celery pool processes) in its group. Each group is named by its leader,
     # the shell honcho started (honcho is pinned, so its private bookkeeping is stable).
-    for process in manager._processes.values():
-        if process.get("pid"):
+    for entry in manager._processes.values():
+        if entry.get("pid"):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process["pid"], signal.SIGKILL)
+                os.killpg(entry["pid"], signal.SIGKILL)
     returncode = int(manager.returncode or 0)
     # A process killed by a signal reports minus the signal number; a shell reports 128 + it.
     return 128 - returncode if returncode < 0 else returncode
