@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +26,13 @@ def reset_broker() -> None:
         channel = conn.default_channel
         for queue in (*queues.WORK_QUEUES, *queues.DEAD_LETTER_QUEUES):
             queue.bind(channel).purge()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (the kernel's pick, outside 8000-8099)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition"):

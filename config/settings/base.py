@@ -4,6 +4,8 @@ Every value a deployment may change is read from the environment (see ``.env.exa
 the defaults here are for local development against services on 127.0.0.1.
 """
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import environ
@@ -104,7 +106,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic puts the files whitenoise serves: a path relative to the repository root,
+# or an absolute one for a deployment that keeps them elsewhere.
+STATIC_ROOT = BASE_DIR / env("DJANGO_STATIC_ROOT", default="staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -197,7 +201,10 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="orders@localhost")
 # --- Logging ------------------------------------------------------------------------------
 DJANGO_GUID = {
     "GUID_HEADER_NAME": "X-Request-ID",
-    "VALIDATE_GUID": False,
+    # A caller's X-Request-ID is kept only if it is a UUID (any common spelling); anything else
+    # is replaced by a fresh id. Arbitrary text would reach every log line and the outbox's
+    # 64-character request_id column, where an over-long id would fail the whole request.
+    "VALIDATE_GUID": True,
     "RETURN_HEADER": True,
     "EXPOSE_HEADER": True,
     "INTEGRATIONS": [],
@@ -206,32 +213,61 @@ LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="text")  # "text" or "json"
 
 
+def request_id_filter(missing: str | None) -> Callable[[logging.LogRecord], bool]:
+    """A log filter that puts the current request's id on each record as ``request_id``.
+
+    The id is django-guid's: the caller's ``X-Request-ID`` or one made up for the request, and
+    also returned in the response's ``X-Request-ID`` header. Outside a request it is ``missing``.
+    """
+    from django_guid import get_guid  # imported when logging is configured, after settings load
+
+    def add_request_id(record: logging.LogRecord) -> bool:
+        record.request_id = get_guid() or missing
+        return True
+
+    return add_request_id
+
+
 def build_logging(log_format: str, level: str) -> dict[str, object]:
-    """Logging config: one handler to stderr, every record carrying the request id."""
+    """Logging config: one handler to stderr, every record carrying the request id.
+
+    ``text`` is one readable line per record (development); ``json`` is one JSON object per line
+    with ``time``, ``level``, ``name``, ``message`` and ``request_id`` (production).
+    """
+    if log_format not in ("text", "json"):
+        raise ValueError(f"LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
     formatters: dict[str, dict[str, object]] = {
         "text": {
-            "format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s",
+            "format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s",
         },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "correlation_id": "request_id"},
+            "format": "%(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"levelname": "level"},
+            "timestamp": "time",  # ISO 8601 in UTC, to the microsecond
         },
     }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"correlation_id": {"()": "django_guid.log_filters.CorrelationId"}},
+        "filters": {
+            "request_id": {"()": request_id_filter, "missing": "-" if log_format == "text" else None},
+        },
         "formatters": formatters,
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": log_format,
-                "filters": ["correlation_id"],
+                "filters": ["request_id"],
             }
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
+            # Django's default logging gives these loggers handlers of their own (unformatted
+            # lines on the console when DEBUG is on, which then appear twice); naming them here
+            # removes those handlers, so their records reach the console once, through root.
+            "django": {"level": level},
+            "django.server": {"level": level},
             "django.db.backends": {"level": "INFO"},
             "amqp": {"level": "WARNING"},
             "kombu": {"level": "WARNING"},

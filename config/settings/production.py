@@ -1,13 +1,14 @@
 """Production settings: secrets and hosts come from the environment, with no defaults.
 
-Importing this module without ``DJANGO_SECRET_KEY`` or ``DJANGO_ALLOWED_HOSTS`` raises
+Importing this module without ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS`` or
+``PAYMENT_WEBHOOK_SECRET``, or with ``WEBHOOK_ALLOW_PRIVATE_NETWORKS=true``, raises
 ``ImproperlyConfigured``, so a misconfigured process refuses to start.
 """
 
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import build_logging, env
+from config.settings.base import LOG_LEVEL, build_logging, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -15,6 +16,11 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET")
 if not SECRET_KEY or not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS must be set in production")
+# Merchant webhook URLs are chosen by API users: reaching loopback or private addresses from the
+# worker would let them probe the internal network.
+if env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False):
+    raise ImproperlyConfigured("WEBHOOK_ALLOW_PRIVATE_NETWORKS must not be true in production")
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -34,5 +40,6 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
 
+# One JSON object per line, for the log collector; LOG_FORMAT=text for a person reading along.
 LOG_FORMAT = env("LOG_FORMAT", default="json")
-LOGGING = build_logging(LOG_FORMAT, env("LOG_LEVEL", default="INFO"))
+LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)
