@@ -49,9 +49,7 @@ def broker_topology() -> None:
 
 
 @pytest.fixture(scope="session")
-def live_worker(
-    service_env: dict[str, str], broker_topology: None, tmp_path_factory
-) -> Iterator[processes.Worker]:
+def live_worker(service_env: dict[str, str], broker_topology: None, tmp_path_factory) -> Iterator[processes.Worker]:
     worker = processes.Worker(service_env, log_dir=tmp_path_factory.mktemp("worker"))
     worker.start()
     yield worker

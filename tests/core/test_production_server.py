@@ -37,9 +37,7 @@ def production_env(service_env: dict[str, str], static_root: Path) -> dict[str, 
 
 
 @pytest.fixture(scope="module")
-def production_server(
-    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Gunicorn]:
+def production_server(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
     env = production_env(service_env, tmp_path_factory.mktemp("staticfiles"))
     collectstatic = subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"],
@@ -77,9 +75,7 @@ def test_log_lines_of_a_request_are_json_and_carry_its_request_id(production_ser
     request_id = str(uuid.uuid4())
 
     # when a request is logged (a 404 under /api/ is a warning of django.request)
-    response = httpx.get(
-        f"{production_server.base_url}/api/v1/no-such-thing/", headers={"X-Request-ID": request_id}
-    )
+    response = httpx.get(f"{production_server.base_url}/api/v1/no-such-thing/", headers={"X-Request-ID": request_id})
 
     # then the id is returned, and the log line of that request is JSON and carries it
     assert response.status_code == 404
