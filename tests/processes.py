@@ -98,6 +98,11 @@ class Worker(Process):
         super().start()
         wait_until(lambda: " ready." in self.log(), timeout=timeout, message="the worker to be ready")
 
+    def runs(self, task: str, task_id: str = "") -> int:
+        """How many times this worker logged task ``task`` (with id ``task_id``, if given) as finished."""
+        prefix = f"Task {task}[{task_id}"
+        return sum(1 for line in self.log().splitlines() if prefix in line and "] succeeded in " in line)
+
 
 class Gunicorn(Process):
     def __init__(self, env: dict[str, str], *, log_dir: Path, port: int, workers: int = 2) -> None:
