@@ -30,6 +30,12 @@ pytestmark = [pytest.mark.flow, pytest.mark.django_db(transaction=True)]
 RESERVE_TASK = "orders.tasks.order_reserve_task"
 
 
+def release(order_id):
+    """Return the order's reserved stock, in a transaction of its own, as a releasing transition does."""
+    with transaction.atomic():
+        return stock_release(order_id=order_id, reason="order cancelled")
+
+
 def ledger_rows(order_id):
     return list(
         StockLedgerEntry.objects.filter(order_id=order_id).order_by("pk").values_list("pk", "kind", "delta", "product")
@@ -96,10 +102,8 @@ def test_a_release_run_twice_returns_the_stock_once():
     assert order_reserve_task(order_id) == OrderStatus.RESERVED
 
     # when its stock is released twice
-    with transaction.atomic():
-        first = stock_release(order_id=order_id, reason="order cancelled")
-    with transaction.atomic():
-        second = stock_release(order_id=order_id, reason="order cancelled")
+    first = release(order_id)
+    second = release(order_id)
 
     # then the units come back once
     assert (first, second) == (3, 0)
@@ -117,8 +121,7 @@ def test_a_cancelled_order_released_again_keeps_its_stock_once(live_worker, cust
     assert available(product) == 10
 
     # when its release runs again, as a repeated cancellation's release would
-    with transaction.atomic():
-        released = stock_release(order_id=order["id"], reason="order cancelled")
+    released = release(order["id"])
 
     # then nothing more comes back, and the order was cancelled once
     assert released == 0
