@@ -1,4 +1,4 @@
-"""Real processes for flow tests: Celery workers and gunicorn, started and stopped cleanly."""
+"""Real processes for flow tests: Celery workers and beat, and gunicorn, started and stopped cleanly."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from kombu import Connection
 
 from config import queues
 from config.celery_app import app
+from tests.faults import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,14 +163,13 @@ class ProcessFactory:
         self._start(beat)
         return beat
 
-    def web(self, *, port: int, workers: int = 2, env: dict[str, str] | None = None) -> Gunicorn:
-        web = Gunicorn({**self.env, **(env or {})}, log_dir=self.log_dir, port=port, workers=workers)
+    def web(self, *, workers: int = 2, env: dict[str, str] | None = None) -> Gunicorn:
+        web = Gunicorn({**self.env, **(env or {})}, log_dir=self.log_dir, port=free_port(), workers=workers)
         self._start(web)
         return web
 
     def stop_all(self) -> None:
-        # Stop in reverse order of start: producers (web, beat) before the workers they feed.
-        while self.started:
+        while self.started:  # last started, first stopped
             self.started.pop().stop()
 
 

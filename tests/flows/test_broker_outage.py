@@ -16,7 +16,7 @@ from django.conf import settings
 
 from core.models import OutboxMessage
 from orders.models import Order, OrderStatus
-from tests.faults import TcpProxy, free_port
+from tests.faults import TcpProxy
 from tests.flows.support import Api, assert_stock_reconciles, available, make_product, user_with_token
 from tests.processes import wait_until
 
@@ -54,7 +54,7 @@ def test_orders_taken_while_the_broker_is_unreachable_are_all_reserved_once_it_i
 ):
     # given a web server, a worker and a beat (relaying every second) that reach RabbitMQ through a proxy
     env = {"CELERY_BROKER_URL": through(broker_proxy), "OUTBOX_RELAY_SECONDS": "1"}
-    web = process_factory.web(port=free_port(), env=env)
+    web = process_factory.web(env=env)
     process_factory.worker(name="proxied", env=env)
     process_factory.beat(env=env)
     product = make_product("OUTAGE", stock=100)
@@ -114,3 +114,4 @@ def test_orders_taken_while_the_broker_is_unreachable_are_all_reserved_once_it_i
         return message.published_at is not None and message.attempts == 0
 
     wait_until(placed_and_published_by_the_web, timeout=30, interval=0.5, message="the web to publish again")
+    api.client.close()
