@@ -14,11 +14,13 @@ import logging
 import time
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.utils import timezone
 from django_guid import get_guid
+from kombu import Connection
+from kombu.connection import ConnectionPool
 
 from config.celery_app import app
 from core.models import OutboxMessage
@@ -49,7 +51,7 @@ def outbox_enqueue(*, task_name: str, args: list[Any], kwargs: dict[str, Any] | 
     return message.id
 
 
-def _publish(message: OutboxMessage, *, retry: bool) -> None:
+def _publish(message: OutboxMessage, *, retry: bool, connection: Connection | None = None) -> None:
     app.send_task(
         message.task_name,
         args=message.args,
@@ -57,6 +59,7 @@ def _publish(message: OutboxMessage, *, retry: bool) -> None:
         task_id=str(message.id),
         headers={"request_id": message.request_id},
         retry=retry,
+        connection=connection,
     )
 
 
@@ -70,7 +73,13 @@ def _publish_after_commit(message_id: uuid.UUID) -> None:
         return
     try:
         message = OutboxMessage.objects.get(pk=message_id)
-        _publish(message, retry=False)
+        pool = cast(ConnectionPool, app.pool)  # the broker connection pool (celery-types says otherwise)
+        with pool.acquire(block=True) as connection:
+            # One connection attempt. ``retry=False`` covers the publish only: kombu would still
+            # retry (re)connecting for up to ~6 s with a refused connection (celery/celery#6046),
+            # and the request would wait for it.
+            connection.ensure_connection(max_retries=0)
+            _publish(message, retry=False, connection=connection)
     except Exception as exc:  # the relay publishes it later; the request must not fail
         _broker_unavailable_until = time.monotonic() + BROKER_BACKOFF_SECONDS
         logger.warning("Publish of outbox message %s deferred to the relay: %s", message_id, exc)

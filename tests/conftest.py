@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from tests import processes
+from tests import faults, processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,3 +54,33 @@ def live_worker(service_env: dict[str, str], broker_topology: None, tmp_path_fac
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture(scope="session")
+def live_web(service_env: dict[str, str], broker_topology: None, tmp_path_factory) -> Iterator[processes.Gunicorn]:
+    """A real gunicorn with two worker processes serving the API on an ephemeral port."""
+    web = processes.Gunicorn(service_env, log_dir=tmp_path_factory.mktemp("web"), port=faults.free_port(), workers=2)
+    web.start()
+    yield web
+    web.stop()
+
+
+@pytest.fixture
+def process_factory(
+    service_env: dict[str, str], broker_topology: None, tmp_path: Path
+) -> Iterator[processes.ProcessFactory]:
+    """Start extra workers, beats or gunicorns for one test (with extra environment); stopped after it."""
+    factory = processes.ProcessFactory(service_env, tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def without_shared_workers() -> Iterator[None]:
+    """Stop the session's workers for one test (so only the test's own processes consume), then restart them."""
+    stopped = [process for process in processes.RUNNING if isinstance(process, processes.Worker)]
+    for worker in stopped:
+        worker.stop()
+    yield
+    for worker in stopped:
+        worker.start()

@@ -1,4 +1,4 @@
-"""Real processes for flow tests: Celery workers and gunicorn, started and stopped cleanly."""
+"""Real processes for flow tests: Celery workers and beat, and gunicorn, started and stopped cleanly."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ from kombu import Connection
 
 from config import queues
 from config.celery_app import app
+from tests.faults import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every process started by the suite and not yet stopped, so a test can set aside the shared ones.
+RUNNING: set[Process] = set()
 
 
 def reset_broker() -> None:
@@ -65,6 +69,7 @@ class Process:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        RUNNING.add(self)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -85,6 +90,7 @@ class Process:
         if self._log is not None:
             self._log.close()
         self.proc = None
+        RUNNING.discard(self)
 
 
 class Worker(Process):
@@ -100,6 +106,11 @@ class Worker(Process):
     def start(self, timeout: float = 60) -> None:
         super().start()
         wait_until(lambda: " ready." in self.log(), timeout=timeout, message="the worker to be ready")
+
+    def runs(self, task: str, task_id: str = "") -> int:
+        """How many times this worker logged task ``task`` (with id ``task_id``, if given) as finished."""
+        prefix = f"Task {task}[{task_id}"
+        return sum(1 for line in self.log().splitlines() if prefix in line and "] succeeded in " in line)
 
 
 class Gunicorn(Process):
@@ -121,3 +132,66 @@ class Gunicorn(Process):
                 return False
 
         wait_until(up, timeout=timeout, message="gunicorn to answer")
+
+
+class Beat(Process):
+    """``celery -A config beat`` with its schedule file in ``log_dir``."""
+
+    def __init__(self, env: dict[str, str], *, log_dir: Path, name: str = "beat") -> None:
+        argv = [
+            "celery", "-A", "config", "beat", "--loglevel", "INFO",
+            "--schedule", str(log_dir / f"{name}-schedule"),
+        ]  # fmt: skip
+        super().__init__(argv, env, log_dir / f"{name}.log")
+
+    def start(self, timeout: float = 60) -> None:
+        super().start()
+        wait_until(lambda: "beat: Starting" in self.log(), timeout=timeout, message="beat to start")
+
+
+class ProcessFactory:
+    """Starts extra workers, beats and gunicorns for one test, with extra environment; stops them all."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.started: list[Process] = []
+
+    def _start(self, process: Process) -> None:
+        self.started.append(process)
+        process.start()
+
+    def worker(self, *, name: str, concurrency: int = 2, env: dict[str, str] | None = None) -> Worker:
+        worker = Worker({**self.env, **(env or {})}, log_dir=self.log_dir, concurrency=concurrency, name=name)
+        self._start(worker)
+        return worker
+
+    def beat(self, *, env: dict[str, str] | None = None, name: str = "beat") -> Beat:
+        beat = Beat({**self.env, **(env or {})}, log_dir=self.log_dir, name=name)
+        self._start(beat)
+        return beat
+
+    def web(self, *, workers: int = 2, env: dict[str, str] | None = None) -> Gunicorn:
+        web = Gunicorn({**self.env, **(env or {})}, log_dir=self.log_dir, port=free_port(), workers=workers)
+        self._start(web)
+        return web
+
+    def stop_all(self) -> None:
+        while self.started:  # last started, first stopped
+            self.started.pop().stop()
+
+
+def drain_task_ids(queue_name: str) -> list[str]:
+    """Take every ready message off a queue and return the Celery task id of each, in order."""
+    task_ids: list[str] = []
+    with Connection(app.conf.broker_url) as conn:
+        queue = next(q for q in queues.WORK_QUEUES if q.name == queue_name).bind(conn.default_channel)
+        while (message := queue.get(no_ack=True)) is not None:
+            task_ids.append(message.headers["id"])
+    return task_ids
+
+
+def purge_queue(queue_name: str) -> None:
+    with Connection(app.conf.broker_url) as conn:
+        queue = next(q for q in queues.WORK_QUEUES if q.name == queue_name)
+        queue.bind(conn.default_channel).purge()
