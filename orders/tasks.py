@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from orders.services import order_expire_overdue, order_reserve
 
+# Only an unreachable or failing database is worth retrying; any other error is a bug or bad
+# data that a retry would not fix, so the message goes to the dead-letter queue at once.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
 
 @shared_task(
-    autoretry_for=(Exception,),
+    autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=1,
     retry_backoff_max=60,
     retry_jitter=True,

@@ -33,7 +33,7 @@ RESERVE_TASK = "orders.tasks.order_reserve_task"
 def release(order_id):
     """Return the order's reserved stock, in a transaction of its own, as a releasing transition does."""
     with transaction.atomic():
-        return stock_release(order_id=order_id, reason="order cancelled")
+        return stock_release(order_ids=[order_id], reason="order cancelled")
 
 
 def ledger_rows(order_id):
