@@ -27,6 +27,14 @@ def reset_broker() -> None:
             queue.bind(channel).purge()
 
 
+def purge_dead_letter_queues() -> None:
+    with Connection(app.conf.broker_url) as conn:
+        queues.declare_dead_letter_topology(conn)
+        channel = conn.default_channel
+        for queue in queues.DEAD_LETTER_QUEUES:
+            queue.bind(channel).purge()
+
+
 def wait_until(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -50,7 +58,12 @@ class Process:
     def start(self) -> None:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def log(self) -> str:
@@ -77,12 +90,20 @@ class Process:
 class Worker(Process):
     """``celery -A config worker`` consuming every queue, with a prefork pool."""
 
-    def __init__(self, env: dict[str, str], *, log_dir: Path, concurrency: int = 2, name: str = "w1") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        log_dir: Path,
+        concurrency: int = 2,
+        name: str = "w1",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         argv = [
             "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", str(concurrency),
             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
-        super().__init__(argv, env, log_dir / f"{name}.log")
+        super().__init__(argv, {**env, **(extra_env or {})}, log_dir / f"{name}.log")
 
     def start(self, timeout: float = 60) -> None:
         super().start()
