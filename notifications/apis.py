@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
@@ -49,6 +49,7 @@ class WebhookEndpointsApi(APIView):
 
     permission_classes = [IsAdminUser]
 
+    @extend_schema_serializer(component_name="WebhookEndpoint")
     class ListOutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         url = serializers.URLField()
@@ -56,6 +57,7 @@ class WebhookEndpointsApi(APIView):
         active = serializers.BooleanField()
         created_at = serializers.DateTimeField()
 
+    @extend_schema_serializer(component_name="WebhookEndpointCreate")
     class CreateInputSerializer(serializers.Serializer):
         url = serializers.URLField(max_length=2048)
         events = serializers.ListField(
@@ -65,11 +67,13 @@ class WebhookEndpointsApi(APIView):
         )
         active = serializers.BooleanField(default=True)
 
+    @extend_schema_serializer(component_name="WebhookEndpointWithSecret")
     class CreateOutputSerializer(ListOutputSerializer):
         secret = serializers.CharField()
 
     @extend_schema(
         operation_id="webhook_endpoints_list",
+        description="Merchant webhook endpoints, newest first. Their secrets are never shown here.",
         responses=_paginated_schema("PaginatedWebhookEndpointList", ListOutputSerializer),
     )
     def get(self, request: Request) -> Response:
@@ -82,6 +86,7 @@ class WebhookEndpointsApi(APIView):
 
     @extend_schema(
         operation_id="webhook_endpoints_create",
+        description="Create an endpoint. The answer includes its signing secret, shown this once.",
         request=CreateInputSerializer,
         responses={201: CreateOutputSerializer},
     )
@@ -101,6 +106,7 @@ class WebhookDeliveryListApi(APIView):
         status = serializers.ChoiceField(choices=WebhookDelivery.Status.choices, required=False)
         endpoint = serializers.IntegerField(required=False, min_value=1)
 
+    @extend_schema_serializer(component_name="WebhookDelivery")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         event_id = serializers.UUIDField()

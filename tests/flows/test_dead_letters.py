@@ -129,7 +129,9 @@ def test_dlq_lists_replays_and_purges_dead_letters(live_worker, dead_letter_queu
     assert TaskFailure.objects.filter(task_id=first, queue="notifications").exists()
     # and the text listing says the same, and listing removed nothing
     text = run_dlq("list")
-    assert first in text and "RuntimeError: the cause is not fixed yet" in text and "2 dead letter(s)." in text
+    assert (
+        first in text and "RuntimeError: the cause is not fixed yet" in text and "2 dead letter(s)." in text
+    )
     assert {d.id for d in dead_letter_list()} == {first, second}
 
     # when the cause is fixed and the first one replayed

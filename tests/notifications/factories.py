@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import factory
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 
 from notifications.models import (
     EmailNotification,
@@ -38,9 +38,9 @@ def order_payload(**overrides: Any) -> dict[str, Any]:
     return payload
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
-        model = get_user_model()
+        model = User
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
@@ -51,7 +51,7 @@ class StaffFactory(UserFactory):
     is_staff = True
 
 
-class WebhookEndpointFactory(factory.django.DjangoModelFactory):
+class WebhookEndpointFactory(factory.django.DjangoModelFactory[WebhookEndpoint]):
     class Meta:
         model = WebhookEndpoint
 
@@ -61,7 +61,7 @@ class WebhookEndpointFactory(factory.django.DjangoModelFactory):
     secret = factory.LazyFunction(webhook_secret_generate)
 
 
-class NotificationEventFactory(factory.django.DjangoModelFactory):
+class NotificationEventFactory(factory.django.DjangoModelFactory[NotificationEvent]):
     class Meta:
         model = NotificationEvent
 
@@ -70,7 +70,7 @@ class NotificationEventFactory(factory.django.DjangoModelFactory):
     created_at = factory.LazyFunction(lambda: datetime.now(UTC) - timedelta(seconds=1))
 
 
-class WebhookDeliveryFactory(factory.django.DjangoModelFactory):
+class WebhookDeliveryFactory(factory.django.DjangoModelFactory[WebhookDelivery]):
     class Meta:
         model = WebhookDelivery
 
@@ -78,7 +78,7 @@ class WebhookDeliveryFactory(factory.django.DjangoModelFactory):
     endpoint = factory.SubFactory(WebhookEndpointFactory)
 
 
-class EmailNotificationFactory(factory.django.DjangoModelFactory):
+class EmailNotificationFactory(factory.django.DjangoModelFactory[EmailNotification]):
     class Meta:
         model = EmailNotification
 
