@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import amqp
@@ -112,6 +112,13 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def _aware(value: Any) -> datetime | None:
+    """x-death times are AMQP timestamps: whole seconds, UTC, decoded as naive datetimes."""
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _decoded_arguments(message: amqp.Message, headers: dict[str, Any]) -> tuple[Any, Any]:
     if message.properties.get("content_type") == "application/json":
         try:
@@ -154,7 +161,7 @@ def _parse(message: amqp.Message, *, dead_letter_queue: str) -> DeadLetter:
         error=error,
         reason=reason,
         death_count=sum(int(death.get("count", 1)) for death in deaths) or 1,
-        died_at=latest.get("time") if isinstance(latest.get("time"), datetime) else None,
+        died_at=_aware(latest.get("time")),
     )
 
 

@@ -24,14 +24,16 @@ def _follow_up(task: Task[Any, Any], result: SendResult) -> None:
         raise NotificationGaveUp(result.detail)
 
 
-@shared_task(bind=True, max_retries=None)
+# Giving up is expected: logged without a traceback (the attempts are recorded in PostgreSQL).
+@shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
 def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int) -> str:
     result = webhook_delivery_send(delivery_id=delivery_id, attempt=self.request.retries + 1)
     _follow_up(self, result)
     return result.outcome.value
 
 
-@shared_task(bind=True, max_retries=None)
+# Giving up is expected: logged without a traceback (the attempts are recorded in PostgreSQL).
+@shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
 def email_notification_send_task(self: Task[Any, Any], email_id: int) -> str:
     result = email_notification_send(email_id=email_id, attempt=self.request.retries + 1)
     _follow_up(self, result)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from kombu.exceptions import OperationalError as BrokerError
 
 from core.dead_letters import (
     DeadLetter,
@@ -58,6 +59,8 @@ class Command(BaseCommand):
                 self._purge(ids=ids, queue=options["queue"], assume_yes=options["yes"])
         except DeadLetterError as exc:
             raise CommandError(str(exc)) from exc
+        except BrokerError as exc:
+            raise CommandError(f"RabbitMQ is unavailable: {exc}") from exc
 
     @staticmethod
     def _ids(ids: list[str], *, every: bool) -> list[str] | None:
