@@ -152,8 +152,8 @@ def _parse(message: amqp.Message, *, dead_letter_queue: str) -> DeadLetter:
         error = _REASONS.get(reason, reason)
     return DeadLetter(
         id=_text(task_id) if task_id else f"sha256-{hashlib.sha256(body).hexdigest()[:24]}",
-        queue=_text(latest.get("queue") or headers.get("x-first-death-queue") or "")
-        or dead_letter_queue.removesuffix(".dlq"),
+        # Each work queue dead-letters to its own .dlq, so the name says where it came from.
+        queue=_text(latest["queue"]) if latest else dead_letter_queue.removesuffix(".dlq"),
         dead_letter_queue=dead_letter_queue,
         task=_text(task) if task else None,
         args=args,

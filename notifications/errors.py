@@ -9,6 +9,10 @@ class UnsafeWebhookUrl(DomainError):
     code = "unsafe_webhook_url"
 
 
+class InvalidEventTypes(DomainError):
+    code = "invalid_event_types"
+
+
 class NotificationGaveUp(Exception):
     """Raised by a task that gives up (permanent failure or attempts exhausted).
 

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from notifications.errors import UnsafeWebhookUrl
+from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.lock_objects import send_lock, webhook_delivery_lock
 from notifications.models import DeliveryAttempt, EventType, WebhookDelivery, WebhookEndpoint
 from notifications.services.outcomes import Outcome, SendResult, give_up_reason, next_retry_in
@@ -34,7 +34,11 @@ def webhook_endpoint_create(*, url: str, events: list[str], active: bool = True)
     refusal = webhook_url_refusal(url)
     if refusal is not None:
         raise UnsafeWebhookUrl(f"This URL cannot receive webhooks: {refusal}.")
-    unique_events = sorted(set(events), key=list(EventType.values).index)
+    known = list(EventType.values)
+    unknown = sorted(set(events) - set(known))
+    if unknown or not events:
+        raise InvalidEventTypes(f"Subscribe to one or more of {', '.join(known)}; unknown: {unknown}.")
+    unique_events = sorted(set(events), key=known.index)
     return WebhookEndpoint.objects.create(
         url=url, events=unique_events, active=active, secret=webhook_secret_generate()
     )

@@ -7,8 +7,15 @@ from django.db import IntegrityError, transaction
 
 from config.celery_app import app
 from core.models import OutboxMessage
-from notifications.models import EmailNotification, EventType, NotificationEvent, WebhookDelivery
-from notifications.services import notification_publish
+from notifications.errors import InvalidEventTypes
+from notifications.models import (
+    EmailNotification,
+    EventType,
+    NotificationEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from notifications.services import notification_publish, webhook_endpoint_create
 from notifications.services.publishing import EMAIL_NOTIFICATION_TASK, WEBHOOK_DELIVERY_TASK
 from tests.notifications.factories import WebhookEndpointFactory, order_payload
 
@@ -119,3 +126,12 @@ def test_the_tasks_exist_and_run_on_the_notifications_queue():
     for name in (WEBHOOK_DELIVERY_TASK, EMAIL_NOTIFICATION_TASK):
         assert name in app.tasks
         assert app.amqp.router.route({}, name)["queue"].name == "notifications"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("events", [[], ["order.teleported"], ["order.paid", "paid"]])
+def test_an_endpoint_must_subscribe_to_known_event_types(events):
+    with pytest.raises(InvalidEventTypes):
+        webhook_endpoint_create(url="https://shop.example.com/hooks", events=events)
+
+    assert not WebhookEndpoint.objects.exists()
