@@ -39,10 +39,14 @@ class UnresolvableTarget(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    url: httpx.URL  # the original URL with its host replaced by the vetted address
+    url: httpx.URL  # as configured
     host_header: str  # the original host[:port]
     server_name: str  # the original host name, for TLS SNI and certificate checks
-    address: IPAddress
+    addresses: tuple[IPAddress, ...]  # every one vetted, in resolver order
+
+    def pinned_url(self, address: IPAddress) -> httpx.URL:
+        """The URL with its host replaced by ``address``: connect there, and nowhere else."""
+        return self.url.copy_with(host=str(address))
 
 
 def address_refusal(address: IPAddress) -> str | None:
@@ -88,7 +92,7 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
 
 
 def resolve_target(url: str, *, allow_private: bool) -> Target:
-    """Resolve and vet ``url``'s host; the returned target pins the address to connect to.
+    """Resolve and vet ``url``'s host; the returned target pins the addresses to connect to.
 
     Every address the name resolves to must be public (a mix of public and private answers is
     refused, not filtered), unless ``allow_private`` (development and tests only).
@@ -105,10 +109,9 @@ def resolve_target(url: str, *, allow_private: bool) -> Target:
             kind = address_refusal(address)
             if kind is not None:
                 raise UnsafeTarget(f"{host} resolves to {address}, a {kind} address")
-    address = addresses[0]
     return Target(
-        url=parsed.copy_with(host=str(address)),
+        url=parsed,
         host_header=parsed.netloc.decode("ascii"),
         server_name=host,
-        address=address,
+        addresses=tuple(addresses),
     )

@@ -16,13 +16,17 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-from notifications.ssrf import UnresolvableTarget, UnsafeTarget, resolve_target
+from notifications.ssrf import Target, UnresolvableTarget, UnsafeTarget, resolve_target
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 # Also the write timeout: a receiver gets this long per read or write, not in total; the
 # bounded read below keeps a slow-dripping answer from holding the worker much longer.
 READ_TIMEOUT_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 4096
+# Addresses of one name tried in turn when a connection cannot be made (e.g. an IPv6 answer
+# first, a server listening on IPv4 only), as any client does; bounded so that a name with many
+# dead addresses cannot hold the worker for long.
+MAX_ADDRESSES_TRIED = 3
 USER_AGENT = "order-service-webhooks/1.0"
 # Status codes worth another attempt besides 5xx: request timeout and rate limiting.
 RETRYABLE_STATUS_CODES = frozenset({408, 429})
@@ -61,6 +65,27 @@ def _read_bounded(response: httpx.Response) -> bytes:
     return received[:MAX_RESPONSE_BYTES]
 
 
+def _send_to_first_reachable(
+    client: httpx.Client, *, target: Target, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    """Send to the vetted addresses in turn until one accepts the connection."""
+    addresses = target.addresses[:MAX_ADDRESSES_TRIED]
+    for index, address in enumerate(addresses):
+        request = client.build_request(
+            "POST",
+            target.pinned_url(address),
+            content=body,
+            headers=headers,
+            extensions={"sni_hostname": target.server_name},
+        )
+        try:
+            return client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            if index == len(addresses) - 1:
+                raise
+    raise AssertionError("a target has at least one address")
+
+
 def webhook_post(*, url: str, body: str, headers: Mapping[str, str]) -> WebhookResponse:
     """POST ``body`` to ``url``; never raises for anything the network or the receiver does."""
     started = time.monotonic()
@@ -86,14 +111,9 @@ def webhook_post(*, url: str, body: str, headers: Mapping[str, str]) -> WebhookR
     }
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            request = client.build_request(
-                "POST",
-                target.url,
-                content=body.encode("utf-8"),
-                headers=request_headers,
-                extensions={"sni_hostname": target.server_name},
+            response = _send_to_first_reachable(
+                client, target=target, body=body.encode("utf-8"), headers=request_headers
             )
-            response = client.send(request, stream=True)
             try:
                 received = _read_bounded(response)
             finally:

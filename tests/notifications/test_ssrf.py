@@ -77,7 +77,7 @@ def test_private_addresses_are_allowed_when_the_setting_allows_them(monkeypatch)
 
     target = resolve_target("http://localhost:8080/hooks", allow_private=True)
 
-    assert str(target.address) == "127.0.0.1"
+    assert [str(a) for a in target.addresses] == ["127.0.0.1"]
 
 
 def test_the_target_is_pinned_to_the_vetted_address_with_the_original_host_and_server_name(monkeypatch):
@@ -88,7 +88,8 @@ def test_the_target_is_pinned_to_the_vetted_address_with_the_original_host_and_s
     target = resolve_target("https://hooks.merchant.example:8443/in?x=1", allow_private=False)
 
     # then the request goes to the vetted address, named as the merchant configured it
-    assert str(target.url) == "https://93.184.216.34:8443/in?x=1"
+    assert [str(a) for a in target.addresses] == ["93.184.216.34"]
+    assert str(target.pinned_url(target.addresses[0])) == "https://93.184.216.34:8443/in?x=1"
     assert target.host_header == "hooks.merchant.example:8443"
     assert target.server_name == "hooks.merchant.example"
     assert looked_up == ["hooks.merchant.example"]
@@ -99,7 +100,7 @@ def test_an_ipv6_target_is_bracketed_in_the_pinned_url(monkeypatch):
 
     target = resolve_target("https://v6.example/hooks", allow_private=False)
 
-    assert str(target.url) == "https://[2606:4700:4700::1111]/hooks"
+    assert str(target.pinned_url(target.addresses[0])) == "https://[2606:4700:4700::1111]/hooks"
 
 
 @pytest.mark.parametrize(

@@ -236,3 +236,30 @@ def test_the_request_goes_to_the_address_vetted_once_with_the_original_host_head
     [request] = webhook_receiver.requests
     assert request.headers["host"] == f"merchant.test:{webhook_receiver.port}"
     assert request.signature_valid
+
+
+def test_the_next_vetted_address_is_tried_when_the_first_refuses_the_connection(
+    webhook_receiver, monkeypatch
+):
+    # given a name whose first answer has no listener (IPv6 first, a server on IPv4 only)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def dual_stack_dns(host, port, *args, **kwargs):
+        if host != "dual.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", dual_stack_dns)
+    endpoint = WebhookEndpointFactory.create(url=f"http://dual.test:{webhook_receiver.port}/hooks")
+    webhook_receiver.secret = endpoint.secret
+    delivery = WebhookDeliveryFactory.create(endpoint=endpoint)
+
+    # when the delivery is attempted
+    result = webhook_delivery_send(delivery_id=delivery.pk, attempt=1)
+
+    # then it reached the endpoint at its second address
+    assert result.outcome is Outcome.SENT
+    assert len(webhook_receiver.requests) == 1
