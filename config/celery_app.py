@@ -20,7 +20,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 logger = logging.getLogger(__name__)
 
-app = Celery("config")
+# Every task records its final failure (core.failures) before its message is dead-lettered.
+app = Celery("config", task_cls="core.failures:FailureRecordingTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 

@@ -71,3 +71,30 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} by {self.worker or '-'}"
+
+
+class TaskFailure(models.Model):
+    """A task that failed for good: its message was rejected and went to a dead-letter queue.
+
+    Written by the app's base task (core.failures) so operators can see why a dead letter died;
+    ``manage.py dlq list`` shows the latest failure of each dead-lettered task id.
+    """
+
+    task_id = models.CharField(max_length=255)
+    task_name = models.CharField(max_length=200)
+    queue = models.CharField(max_length=200, blank=True)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    retries = models.PositiveIntegerField(default=0)
+    error = models.TextField()
+    traceback = models.TextField(blank=True)
+    failed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["task_id", "-failed_at"], name="task_failure_task_idx"),
+            models.Index(fields=["-failed_at"], name="task_failure_failed_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.task_id}]: {self.error[:80]}"

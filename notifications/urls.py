@@ -1,3 +1,8 @@
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from notifications import apis
+
+urlpatterns: list[URLPattern] = [
+    path("webhooks/endpoints/", apis.WebhookEndpointsApi.as_view(), name="webhook-endpoints"),
+    path("webhooks/deliveries/", apis.WebhookDeliveryListApi.as_view(), name="webhook-deliveries"),
+]

@@ -17,8 +17,20 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from tests import faults, processes
+from tests.notifications.receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Worker settings for flow tests: notifications give up after 3 attempts, 1-2 s apart; a
+# test-only task module (poison messages, failing tasks) is loaded. Every worker of the run gets
+# them, because workers share the queues: a task may land on any of them.
+FLOW_WORKER_ENV = {
+    "NOTIFY_MAX_RETRIES": "3",
+    "NOTIFY_BACKOFF_BASE_SECONDS": "1",
+    "NOTIFY_BACKOFF_MAX_SECONDS": "2",
+    "TEST_CELERY_IMPORTS": "tests.flows.poison_tasks",
+    "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+}
 
 
 @pytest.fixture
@@ -27,7 +39,15 @@ def api_client() -> APIClient:
 
 
 @pytest.fixture(scope="session")
-def service_env(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> dict[str, str]:
+def worker_mail_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where worker processes write the e-mails they send (Django's file-based backend)."""
+    return tmp_path_factory.mktemp("mail")
+
+
+@pytest.fixture(scope="session")
+def service_env(
+    django_db_setup: None, django_db_blocker: pytest.FixtureRequest, worker_mail_dir: Path
+) -> dict[str, str]:
     """Environment for child processes (workers, gunicorn) that share the test database."""
     db = settings.DATABASES["default"]
     env = {
@@ -38,6 +58,8 @@ def service_env(django_db_setup: None, django_db_blocker: pytest.FixtureRequest)
         "REDIS_URL": settings.REDIS_URL,
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        **FLOW_WORKER_ENV,
+        "EMAIL_FILE_PATH": str(worker_mail_dir),
     }
     return env
 
@@ -84,3 +106,23 @@ def without_shared_workers() -> Iterator[None]:
     yield
     for worker in stopped:
         worker.start()
+
+
+@pytest.fixture
+def dead_letter_queues_empty(broker_topology: None) -> None:
+    """Start a test with empty dead-letter queues (earlier tests may have left dead letters)."""
+    processes.purge_dead_letter_queues()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def second_webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()

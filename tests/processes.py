@@ -32,11 +32,19 @@ def reset_broker() -> None:
             queue.bind(channel).purge()
         # Retries waiting in Celery's delayed-delivery queues from an earlier run, if any.
         for level in range(28):
-            channel: Any = conn.channel()  # a missing queue closes the channel that asked for it
+            delayed: Any = conn.channel()  # a missing queue closes the channel that asked for it
             with contextlib.suppress(Exception):
-                channel.queue_purge(f"celery_delayed_{level}")
+                delayed.queue_purge(f"celery_delayed_{level}")
             with contextlib.suppress(Exception):
-                channel.close()
+                delayed.close()
+
+
+def purge_dead_letter_queues() -> None:
+    with Connection(app.conf.broker_url) as conn:
+        queues.declare_dead_letter_topology(conn)
+        channel = conn.default_channel
+        for queue in queues.DEAD_LETTER_QUEUES:
+            queue.bind(channel).purge()
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition"):
@@ -96,12 +104,20 @@ class Process:
 class Worker(Process):
     """``celery -A config worker`` consuming every queue, with a prefork pool."""
 
-    def __init__(self, env: dict[str, str], *, log_dir: Path, concurrency: int = 2, name: str = "w1") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        log_dir: Path,
+        concurrency: int = 2,
+        name: str = "w1",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         argv = [
             "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", str(concurrency),
             "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
-        super().__init__(argv, env, log_dir / f"{name}.log")
+        super().__init__(argv, {**env, **(extra_env or {})}, log_dir / f"{name}.log")
 
     def start(self, timeout: float = 60) -> None:
         super().start()

@@ -17,3 +17,7 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,
     "DEFAULT_THROTTLE_RATES": {"order_create": env("ORDER_CREATE_RATE", default="") or None},
 }
+# Flow tests point worker processes at a file-based mailbox and at test-only task modules
+# (poison messages, failing tasks) through the environment; see tests/conftest.py.
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=None)
+CELERY_IMPORTS = env.list("TEST_CELERY_IMPORTS", default=[])

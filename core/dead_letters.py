@@ -1,0 +1,285 @@
+"""Dead letters: task messages RabbitMQ moved to ``<queue>.dlq`` (config/queues.py).
+
+A message is dead-lettered when a worker rejects it without requeue (the task failed for good,
+or the message could not be decoded) or when it exceeds the work queue's delivery limit (it kept
+crashing its worker). The broker adds an ``x-death`` header saying where, why and how often.
+
+Reading never loses a message: each one is fetched with ``basic.get`` without acknowledgement
+and held by our channel; whatever is not explicitly acknowledged (replayed or purged) goes back
+to the dead-letter queue when the channel closes, even if this process dies. While a command
+holds them, another command does not see them.
+
+Replay publishes the message again, with broker confirms, to exchange ``tasks`` with the
+original queue's name as routing key (the routing key of every work queue is its name), and only
+then acknowledges the dead letter. A crash between the two leaves a copy in both places: tasks
+are idempotent, so the second run changes nothing. The replayed copy keeps its body, properties,
+task id and ``x-death`` history, and starts with a fresh retry budget (``retries`` 0, no ``eta``
+or ``expires``): a replay is a new run of the task, as if just sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import amqp
+from kombu import Connection
+
+from config import queues
+from config.celery_app import app
+from core.models import TaskFailure
+
+_REASONS = {
+    "rejected": "rejected by a worker",
+    "delivery_limit": (
+        f"delivered more than {queues.DELIVERY_LIMIT} times without being acknowledged: "
+        "it kept crashing or losing its worker"
+    ),
+    "expired": "expired in its queue",
+    "maxlen": "dropped from a full queue",
+}
+
+
+class DeadLetterError(Exception):
+    """A request about dead letters that cannot be carried out (unknown queue, unroutable replay)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered message, as operators see it."""
+
+    id: str  # the Celery task id, or "sha256-..." of the body for a message without one
+    queue: str  # the work queue it died in, and goes back to on replay
+    dead_letter_queue: str
+    task: str | None
+    args: Any
+    kwargs: Any
+    error: str
+    reason: str  # x-death reason of its latest death
+    death_count: int
+    died_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "dead_letter_queue": self.dead_letter_queue,
+            "task": self.task,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "error": self.error,
+            "reason": self.reason,
+            "death_count": self.death_count,
+            "died_at": self.died_at.isoformat() if self.died_at else None,
+        }
+
+
+@dataclass
+class DeadLetterResult:
+    """What a replay or purge did."""
+
+    done: list[DeadLetter] = field(default_factory=list)
+    skipped: list[tuple[DeadLetter, str]] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class _Held:
+    message: amqp.Message
+    letter: DeadLetter
+
+
+def dead_letter_queues(queue: str | None = None) -> list[str]:
+    """Names of the dead-letter queues to look at: all, or one given as ``notifications`` or
+    ``notifications.dlq``."""
+    if queue is None:
+        return [q.name for q in queues.DEAD_LETTER_QUEUES]
+    name = queue.removesuffix(".dlq")
+    if name not in queues.WORK_QUEUE_NAMES:
+        known = ", ".join(queues.WORK_QUEUE_NAMES)
+        raise DeadLetterError(f"Unknown queue {queue!r}; the queues are {known}.")
+    return [queues.dead_letter_queue_name(name)]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _aware(value: Any) -> datetime | None:
+    """x-death times are AMQP timestamps: whole seconds, UTC, decoded as naive datetimes."""
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _decoded_arguments(message: amqp.Message, headers: dict[str, Any]) -> tuple[Any, Any]:
+    if message.properties.get("content_type") == "application/json":
+        try:
+            body = json.loads(message.body)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        # Celery's message protocol 2: [args, kwargs, embed].
+        if isinstance(body, list) and len(body) == 3:
+            return body[0], body[1]
+    return headers.get("argsrepr"), headers.get("kwargsrepr")
+
+
+def _parse(message: amqp.Message, *, dead_letter_queue: str) -> DeadLetter:
+    headers: dict[str, Any] = dict(message.headers or {})
+    # x-death has one entry per (queue, reason), the latest first. Retries with a countdown
+    # pass through Celery's delay queues, which add "expired" entries: not deaths of the task.
+    deaths = [d for d in headers.get("x-death") or [] if _text(d.get("queue", "")) in queues.WORK_QUEUE_NAMES]
+    latest = deaths[0] if deaths else {}
+    body = message.body if isinstance(message.body, bytes) else _text(message.body).encode()
+    task_id = headers.get("id")
+    task = headers.get("task")
+    args, kwargs = _decoded_arguments(message, headers) if task else (None, None)
+    reason = _text(latest.get("reason", "unknown"))
+    if not task:
+        content_type = message.properties.get("content_type")
+        error = f"not a task message, or not decodable (content type {content_type!r}); {_REASONS.get(reason, reason)}"
+    else:
+        error = _REASONS.get(reason, reason)
+    return DeadLetter(
+        id=_text(task_id) if task_id else f"sha256-{hashlib.sha256(body).hexdigest()[:24]}",
+        # Each work queue dead-letters to its own .dlq, so the name says where it came from.
+        queue=_text(latest["queue"]) if latest else dead_letter_queue.removesuffix(".dlq"),
+        dead_letter_queue=dead_letter_queue,
+        task=_text(task) if task else None,
+        args=args,
+        kwargs=kwargs,
+        error=error,
+        reason=reason,
+        death_count=sum(int(death.get("count", 1)) for death in deaths) or 1,
+        died_at=_aware(latest.get("time")),
+    )
+
+
+def _with_recorded_errors(held: list[_Held]) -> list[_Held]:
+    """Use the recorded failure (core.failures) as the error of letters a task rejected."""
+    task_ids = {h.letter.id for h in held if h.letter.task and h.letter.reason == "rejected"}
+    latest: dict[str, TaskFailure] = {}
+    for failure in TaskFailure.objects.filter(task_id__in=task_ids).order_by("task_id", "-failed_at"):
+        latest.setdefault(failure.task_id, failure)
+    result = []
+    for h in held:
+        recorded = latest.get(h.letter.id)
+        if recorded is not None and h.letter.reason == "rejected":
+            h = _Held(h.message, dataclasses.replace(h.letter, error=recorded.error))
+        result.append(h)
+    return result
+
+
+@contextmanager
+def _broker() -> Iterator[tuple[Connection, Any]]:
+    """A connection with publisher confirms (the app's transport options) and one channel."""
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=3)
+        queues.declare_dead_letter_topology(connection)
+        channel: Any = connection.channel()  # a py-amqp channel: basic_get, basic_publish, ...
+        try:
+            yield connection, channel
+        finally:
+            # Returns every message fetched and not acknowledged to its dead-letter queue.
+            channel.close()
+
+
+def _hold_all(channel: Any, dead_letter_queues: Sequence[str]) -> list[_Held]:
+    held: list[_Held] = []
+    for name in dead_letter_queues:
+        while True:
+            message = channel.basic_get(queue=name, no_ack=False)
+            if message is None:
+                break
+            held.append(_Held(message, _parse(message, dead_letter_queue=name)))
+    return _with_recorded_errors(held)
+
+
+def dead_letter_list(*, queue: str | None = None) -> list[DeadLetter]:
+    """Every dead letter (of one queue, or all), oldest first; none is removed."""
+    names = dead_letter_queues(queue)
+    with _broker() as (_, channel):
+        return [h.letter for h in _hold_all(channel, names)]
+
+
+def _select(held: list[_Held], ids: Collection[str] | None, result: DeadLetterResult) -> list[_Held]:
+    if ids is None:
+        return held
+    wanted = set(ids)
+    chosen = [h for h in held if h.letter.id in wanted]
+    found = {h.letter.id for h in chosen}
+    result.not_found = [i for i in ids if i not in found]
+    return chosen
+
+
+def _replay_message(channel: Any, held: _Held) -> None:
+    message = held.message
+    properties = dict(message.properties)
+    headers = dict(properties.get("application_headers") or {})
+    headers.pop("x-delivery-count", None)  # the broker's count of the previous life
+    if held.letter.task:  # a fresh retry budget
+        headers.update({"retries": 0, "eta": None, "expires": None})
+    properties.update(application_headers=headers, delivery_mode=2)
+    # With the app's confirm_publish this waits for the broker's confirm; mandatory makes an
+    # unroutable publish fail instead of vanishing.
+    channel.basic_publish(
+        amqp.Message(message.body, **properties),
+        exchange=queues.TASK_EXCHANGE.name,
+        routing_key=held.letter.queue,
+        mandatory=True,
+    )
+    channel.basic_ack(message.delivery_tag)
+
+
+def dead_letter_replay(
+    *,
+    ids: Collection[str] | None,
+    queue: str | None = None,
+    on_done: Callable[[DeadLetter], None] | None = None,
+) -> DeadLetterResult:
+    """Send dead letters (those with ``ids``, or all when None) back to their original queues."""
+    names = dead_letter_queues(queue)
+    result = DeadLetterResult()
+    with _broker() as (_, channel):
+        for held in _select(_hold_all(channel, names), ids, result):
+            if held.letter.queue not in queues.WORK_QUEUE_NAMES:
+                result.skipped.append((held.letter, f"unknown original queue {held.letter.queue!r}"))
+                continue
+            _replay_message(channel, held)
+            result.done.append(held.letter)
+            if on_done is not None:
+                on_done(held.letter)
+    return result
+
+
+def dead_letter_purge(
+    *,
+    ids: Collection[str] | None,
+    queue: str | None = None,
+    confirm: Callable[[Sequence[DeadLetter]], bool] | None = None,
+) -> DeadLetterResult:
+    """Delete dead letters (those with ``ids``, or all when None) for good.
+
+    ``confirm`` is shown the letters about to be deleted and may refuse; they are held, so
+    exactly those are deleted.
+    """
+    names = dead_letter_queues(queue)
+    result = DeadLetterResult()
+    with _broker() as (_, channel):
+        chosen = _select(_hold_all(channel, names), ids, result)
+        if not chosen:
+            return result
+        if confirm is not None and not confirm([h.letter for h in chosen]):
+            result.cancelled = True
+            return result
+        for held in chosen:
+            channel.basic_ack(held.message.delivery_tag)
+            result.done.append(held.letter)
+    return result

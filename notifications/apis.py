@@ -1,0 +1,142 @@
+"""Staff API for merchant webhooks: endpoints and deliveries. One view per URL, one method per
+operation, each with its own nested input and output serializers; logic in services/selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notifications.models import EventType, WebhookDelivery
+from notifications.selectors import webhook_delivery_list, webhook_endpoint_list
+from notifications.services import webhook_endpoint_create
+
+
+def _paginated_response(
+    *,
+    serializer_class: type[serializers.Serializer],
+    queryset: QuerySet[Any],
+    request: Request,
+    view: APIView,
+) -> Response:
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
+
+
+def _paginated_schema(name: str, serializer_class: type[serializers.Serializer]) -> serializers.Serializer:
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer_class(many=True),
+        },
+    )
+
+
+class WebhookEndpointsApi(APIView):
+    """``GET`` lists the endpoints (never their secrets); ``POST`` creates one and shows its
+    secret, that once."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema_serializer(component_name="WebhookEndpoint")
+    class ListOutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        url = serializers.URLField()
+        events = serializers.ListField(child=serializers.CharField())
+        active = serializers.BooleanField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema_serializer(component_name="WebhookEndpointCreate")
+    class CreateInputSerializer(serializers.Serializer):
+        url = serializers.URLField(max_length=2048)
+        events = serializers.ListField(
+            child=serializers.ChoiceField(choices=EventType.choices),
+            min_length=1,
+            max_length=100,
+        )
+        active = serializers.BooleanField(default=True)
+
+    @extend_schema_serializer(component_name="WebhookEndpointWithSecret")
+    class CreateOutputSerializer(ListOutputSerializer):
+        secret = serializers.CharField()
+
+    @extend_schema(
+        operation_id="webhook_endpoints_list",
+        description="Merchant webhook endpoints, newest first. Their secrets are never shown here.",
+        responses=_paginated_schema("PaginatedWebhookEndpointList", ListOutputSerializer),
+    )
+    def get(self, request: Request) -> Response:
+        return _paginated_response(
+            serializer_class=self.ListOutputSerializer,
+            queryset=webhook_endpoint_list(),
+            request=request,
+            view=self,
+        )
+
+    @extend_schema(
+        operation_id="webhook_endpoints_create",
+        description="Create an endpoint. The answer includes its signing secret, shown this once.",
+        request=CreateInputSerializer,
+        responses={201: CreateOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = self.CreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        endpoint = webhook_endpoint_create(**serializer.validated_data)
+        return Response(self.CreateOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookDeliveryListApi(APIView):
+    """Deliveries, newest first, with their status, last response code and attempt count."""
+
+    permission_classes = [IsAdminUser]
+
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=WebhookDelivery.Status.choices, required=False)
+        endpoint = serializers.IntegerField(required=False, min_value=1)
+
+    @extend_schema_serializer(component_name="WebhookDelivery")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        event_id = serializers.UUIDField()
+        event_type = serializers.CharField(source="event.event_type")
+        endpoint = inline_serializer(
+            name="WebhookDeliveryEndpoint",
+            fields={"id": serializers.IntegerField(), "url": serializers.URLField()},
+        )
+        status = serializers.CharField()
+        attempts = serializers.IntegerField(source="attempt_count")
+        last_response_code = serializers.IntegerField(allow_null=True)
+        last_error = serializers.CharField()
+        created_at = serializers.DateTimeField()
+        updated_at = serializers.DateTimeField()
+        last_attempt_at = serializers.DateTimeField(allow_null=True)
+        next_attempt_at = serializers.DateTimeField(allow_null=True)
+        succeeded_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(
+        operation_id="webhook_deliveries_list",
+        parameters=[FilterSerializer],
+        responses=_paginated_schema("PaginatedWebhookDeliveryList", OutputSerializer),
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        deliveries = webhook_delivery_list(
+            status=filters.validated_data.get("status"),
+            endpoint_id=filters.validated_data.get("endpoint"),
+        )
+        return _paginated_response(
+            serializer_class=self.OutputSerializer, queryset=deliveries, request=request, view=self
+        )

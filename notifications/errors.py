@@ -1,0 +1,24 @@
+"""Errors of the notifications app: domain errors (API answers) and task outcomes."""
+
+from __future__ import annotations
+
+from core.errors import DomainError
+
+
+class UnsafeWebhookUrl(DomainError):
+    code = "unsafe_webhook_url"
+
+
+class InvalidEventTypes(DomainError):
+    code = "invalid_event_types"
+
+
+class NotificationGaveUp(Exception):
+    """Raised by a task that gives up (permanent failure or attempts exhausted).
+
+    The worker then rejects the message without requeue and RabbitMQ dead-letters it.
+    """
+
+
+class NotificationAttemptFailed(Exception):
+    """The reason given to ``Task.retry``: this attempt failed and another one is scheduled."""

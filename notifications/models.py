@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+from django.utils import timezone
+
+
+class EventType(models.TextChoices):
+    """``order.<state>`` for every order state of the contract."""
+
+    ORDER_PENDING = "order.pending"
+    ORDER_RESERVED = "order.reserved"
+    ORDER_REJECTED = "order.rejected"
+    ORDER_CANCELLED = "order.cancelled"
+    ORDER_PAID = "order.paid"
+    ORDER_EXPIRED = "order.expired"
+    ORDER_SHIPPED = "order.shipped"
+    ORDER_REFUNDED = "order.refunded"
+    ORDER_COMPLETED = "order.completed"
+
+
+# Events that e-mail the customer (the issue's list); the others only go to webhooks.
+EMAIL_EVENT_TYPES = frozenset(
+    {
+        EventType.ORDER_RESERVED,
+        EventType.ORDER_REJECTED,
+        EventType.ORDER_PAID,
+        EventType.ORDER_SHIPPED,
+        EventType.ORDER_CANCELLED,
+        EventType.ORDER_EXPIRED,
+        EventType.ORDER_REFUNDED,
+    }
+)
+
+
+class WebhookEndpoint(models.Model):
+    """A merchant's URL subscribed to some event types, with its own signing secret."""
+
+    url = models.URLField(max_length=2048)
+    events = ArrayField(models.CharField(max_length=64, choices=EventType.choices))
+    active = models.BooleanField(default=True)
+    # Standard Webhooks format: "whsec_" + base64 of the HMAC key. Kept in clear because every
+    # delivery is signed with it; shown to staff once, when the endpoint is created.
+    secret = models.CharField(max_length=200, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="webhook_endpoint_created_idx"),
+            # notification_publish looks up the active endpoints subscribed to one event type.
+            GinIndex(fields=["events"], name="webhook_endpoint_events_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({'active' if self.active else 'inactive'})"
+
+
+class NotificationEvent(models.Model):
+    """Something happened to an order. Its id is the webhook-id receivers deduplicate on."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    event_type = models.CharField(max_length=64, choices=EventType.choices)
+    # The order as the API shows it, at the moment of the event.
+    payload = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["-created_at"], name="notification_event_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.id}"
+
+
+class WebhookDelivery(models.Model):
+    """One event to one endpoint. Its attempts are ``DeliveryAttempt`` rows."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        # The last attempt failed and another one is scheduled (``next_attempt_at``).
+        FAILED = "failed"
+        # Given up: the task message is in the dead-letter queue and can be replayed.
+        DEAD_LETTERED = "dead_lettered"
+
+    event = models.ForeignKey(NotificationEvent, on_delete=models.PROTECT, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    last_response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            # One delivery per event and endpoint, however often the event is published.
+            models.UniqueConstraint(fields=["event", "endpoint"], name="webhook_delivery_unique_per_endpoint"),
+        ]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="webhook_delivery_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="webhook_delivery_status_idx"),
+            models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.endpoint_id} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One HTTP request of a delivery (or the reason none could be made)."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    attempted_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # The start of the response body (the rest is never read).
+    response_body = models.TextField(blank=True)
+    # The delay before the next attempt, when this one is retried.
+    retry_delay_seconds = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["delivery", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="delivery_attempt_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery {self.delivery_id}: {self.status_code or self.error}"
+
+
+class EmailNotification(models.Model):
+    """The e-mail one event sends to the order's address."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+        DEAD_LETTERED = "dead_lettered"
+
+    # One e-mail per event, however often the event is published.
+    event = models.OneToOneField(NotificationEvent, on_delete=models.PROTECT, related_name="email")
+    recipient = models.EmailField(max_length=254)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="email_created_idx"),
+            models.Index(fields=["status", "-created_at"], name="email_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} to {self.recipient} ({self.status})"

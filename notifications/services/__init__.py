@@ -1,0 +1,15 @@
+"""Business operations of the notifications app (writes); reads are in ``selectors``."""
+
+from notifications.services.emails import email_notification_send
+from notifications.services.outcomes import Outcome, SendResult
+from notifications.services.publishing import notification_publish
+from notifications.services.webhooks import webhook_delivery_send, webhook_endpoint_create
+
+__all__ = [
+    "Outcome",
+    "SendResult",
+    "email_notification_send",
+    "notification_publish",
+    "webhook_delivery_send",
+    "webhook_endpoint_create",
+]

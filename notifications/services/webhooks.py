@@ -1,0 +1,171 @@
+"""Merchant webhooks: endpoints, and sending one delivery."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
+from notifications.lock_objects import send_lock, webhook_delivery_lock
+from notifications.models import DeliveryAttempt, EventType, WebhookDelivery, WebhookEndpoint
+from notifications.services.outcomes import Outcome, SendResult, give_up_reason, next_retry_in
+from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
+from notifications.ssrf import address_refusal, url_refusal
+from notifications.webhook_client import Verdict, WebhookResponse, webhook_post
+
+logger = logging.getLogger(__name__)
+
+SEND_LOCK_KIND = "webhook_delivery"
+
+
+def webhook_endpoint_create(*, url: str, events: list[str], active: bool = True) -> WebhookEndpoint:
+    """Create an endpoint with a newly generated secret (the caller shows it once).
+
+    A URL that can never be requested is refused now rather than at the first delivery; a host
+    name is vetted again at every delivery, since what it resolves to may change.
+    """
+    refusal = webhook_url_refusal(url)
+    if refusal is not None:
+        raise UnsafeWebhookUrl(f"This URL cannot receive webhooks: {refusal}.")
+    known = list(EventType.values)
+    unknown = sorted(set(events) - set(known))
+    if unknown or not events:
+        raise InvalidEventTypes(f"Subscribe to one or more of {', '.join(known)}; unknown: {unknown}.")
+    unique_events = sorted(set(events), key=known.index)
+    return WebhookEndpoint.objects.create(
+        url=url, events=unique_events, active=active, secret=webhook_secret_generate()
+    )
+
+
+def webhook_url_refusal(url: str) -> str | None:
+    """Why ``url`` can never receive webhooks, judged without resolving its host, or None."""
+    refusal = url_refusal(url)
+    if refusal is not None or settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
+        return refusal
+    host = httpx.URL(url).host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name: vetted when it is resolved, at each delivery
+    kind = address_refusal(address)
+    return None if kind is None else f"{address} is a {kind} address"
+
+
+@dataclass(frozen=True)
+class _Request:
+    url: str
+    body: str
+    headers: dict[str, str]
+
+
+def _request_build(delivery: WebhookDelivery, *, now: datetime) -> _Request:
+    event = delivery.event
+    message_id = str(event.id)
+    body = webhook_body(
+        event_id=message_id, event_type=event.event_type, created_at=event.created_at, data=event.payload
+    )
+    headers = webhook_headers(secret=delivery.endpoint.secret, message_id=message_id, timestamp=now, body=body)
+    return _Request(url=delivery.endpoint.url, body=body, headers=headers)
+
+
+def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
+    """Make one attempt at a delivery, record it, and say what the task does next.
+
+    ``attempt`` is the task message's attempt number (1, then one more per retry). A delivery
+    that already succeeded is not sent again, so a redelivered or replayed message is harmless.
+    The HTTP request runs outside any transaction, under the delivery's send lock.
+    """
+    with send_lock(kind=SEND_LOCK_KIND, object_id=delivery_id) as acquired:
+        if not acquired:
+            return SendResult(Outcome.SKIPPED, "another worker is sending this delivery")
+        with transaction.atomic(durable=True):
+            delivery = webhook_delivery_lock(delivery_id=delivery_id)
+            if delivery.status == WebhookDelivery.Status.SUCCEEDED:
+                return SendResult(Outcome.SKIPPED, "already delivered")
+            if not delivery.endpoint.active:
+                return _skip_inactive_endpoint(delivery)
+            attempted_at = timezone.now()
+            request = _request_build(delivery, now=attempted_at)
+        response = webhook_post(url=request.url, body=request.body, headers=request.headers)
+        with transaction.atomic(durable=True):
+            delivery = webhook_delivery_lock(delivery_id=delivery_id)
+            return _attempt_record(delivery, attempt=attempt, attempted_at=attempted_at, response=response)
+
+
+def _skip_inactive_endpoint(delivery: WebhookDelivery) -> SendResult:
+    """Call while holding the delivery's row lock."""
+    delivery.status = WebhookDelivery.Status.FAILED
+    delivery.last_error = "endpoint deactivated; not sent"
+    delivery.next_attempt_at = None
+    delivery.updated_at = timezone.now()
+    delivery.save(update_fields=["status", "last_error", "next_attempt_at", "updated_at"])
+    return SendResult(Outcome.SKIPPED, delivery.last_error)
+
+
+def _attempt_record(
+    delivery: WebhookDelivery, *, attempt: int, attempted_at: datetime, response: WebhookResponse
+) -> SendResult:
+    """Record one attempt and the delivery's new status. Call while holding its row lock."""
+    now = timezone.now()
+    retry_in = None
+    if response.verdict is Verdict.SUCCEEDED:
+        delivery.status = WebhookDelivery.Status.SUCCEEDED
+        delivery.succeeded_at = now
+        delivery.next_attempt_at = None
+        result = SendResult(Outcome.SENT)
+    else:
+        retry_in = next_retry_in(verdict=response.verdict, attempt=attempt)
+        if retry_in is not None:
+            delivery.status = WebhookDelivery.Status.FAILED
+            delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+            result = SendResult(Outcome.RETRY, response.error, retry_in=retry_in)
+        else:
+            delivery.status = WebhookDelivery.Status.DEAD_LETTERED
+            delivery.next_attempt_at = None
+            result = SendResult(
+                Outcome.GAVE_UP,
+                give_up_reason(verdict=response.verdict, attempt=attempt, error=response.error),
+            )
+    delivery.attempt_count += 1
+    delivery.last_response_code = response.status_code
+    delivery.last_error = response.error
+    delivery.last_attempt_at = attempted_at
+    delivery.updated_at = now
+    DeliveryAttempt.objects.create(
+        delivery=delivery,
+        number=delivery.attempt_count,
+        attempted_at=attempted_at,
+        duration_ms=response.duration_ms,
+        status_code=response.status_code,
+        error=response.error,
+        response_body=response.body,
+        retry_delay_seconds=retry_in,
+    )
+    delivery.save(
+        update_fields=[
+            "status",
+            "attempt_count",
+            "last_response_code",
+            "last_error",
+            "last_attempt_at",
+            "next_attempt_at",
+            "succeeded_at",
+            "updated_at",
+        ]
+    )
+    logger.info(
+        "Webhook delivery %s attempt %d to %s: %s %s",
+        delivery.pk,
+        delivery.attempt_count,
+        delivery.endpoint.url,
+        response.status_code or "-",
+        result.outcome,
+    )
+    return result

@@ -1,0 +1,51 @@
+"""Notification tasks: take an id, make one attempt through a service, retry or give up.
+
+Routed to the ``notifications`` queue (config/celery_app.py), so slow webhooks never delay
+stock reservation. Retries are new messages published with a countdown (exponential backoff
+with full jitter, computed by the service); ``NOTIFY_MAX_RETRIES`` bounds the attempts, so
+Celery's own retry limit is off. A task that gives up raises, and its message is rejected
+without requeue: RabbitMQ dead-letters it to ``notifications.dlq``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task, shared_task
+from django import db
+
+from notifications.errors import NotificationAttemptFailed, NotificationGaveUp
+from notifications.services import Outcome, SendResult, email_notification_send, webhook_delivery_send
+from notifications.services.outcomes import next_retry_in
+from notifications.webhook_client import Verdict
+
+# PostgreSQL unreachable: as transient as a 503, so retried on the same schedule and budget.
+DATABASE_OUTAGES = (db.OperationalError, db.InterfaceError)
+
+
+def _attempt(task: Task[Any, Any], send: Callable[[int], SendResult]) -> str:
+    attempt = task.request.retries + 1
+    try:
+        result = send(attempt)
+    except DATABASE_OUTAGES as exc:
+        retry_in = next_retry_in(verdict=Verdict.RETRY, attempt=attempt)
+        if retry_in is None:
+            raise
+        raise task.retry(countdown=retry_in, exc=exc) from exc
+    if result.outcome is Outcome.RETRY:
+        raise task.retry(countdown=result.retry_in, exc=NotificationAttemptFailed(result.detail))
+    if result.outcome is Outcome.GAVE_UP:
+        raise NotificationGaveUp(result.detail)
+    return result.outcome.value
+
+
+# Giving up is expected: logged without a traceback (the attempts are recorded in PostgreSQL).
+@shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
+def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int) -> str:
+    return _attempt(self, lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt))
+
+
+@shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
+def email_notification_send_task(self: Task[Any, Any], email_id: int) -> str:
+    return _attempt(self, lambda attempt: email_notification_send(email_id=email_id, attempt=attempt))

@@ -1,0 +1,136 @@
+"""One webhook request over HTTP, and what its outcome means for the delivery.
+
+Connect and read timeouts, no redirects followed (a 3xx is a permanent failure: the merchant
+must configure the final URL), at most ``MAX_RESPONSE_BYTES`` of the answer read and kept, and
+the SSRF guard of ``notifications.ssrf`` (connect to the vetted address, send the original
+Host and TLS server name). Proxies from the environment are ignored: they would defeat the guard.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+from django.conf import settings
+
+from notifications.ssrf import Target, UnresolvableTarget, UnsafeTarget, resolve_target
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+# Also the write timeout: a receiver gets this long per read or write, not in total; the
+# bounded read below keeps a slow-dripping answer from holding the worker much longer.
+READ_TIMEOUT_SECONDS = 10.0
+MAX_RESPONSE_BYTES = 4096
+# Addresses of one name tried in turn when a connection cannot be made (e.g. an IPv6 answer
+# first, a server listening on IPv4 only), as any client does; bounded so that a name with many
+# dead addresses cannot hold the worker for long.
+MAX_ADDRESSES_TRIED = 3
+USER_AGENT = "order-service-webhooks/1.0"
+# Status codes worth another attempt besides 5xx: request timeout and rate limiting.
+RETRYABLE_STATUS_CODES = frozenset({408, 429})
+
+
+class Verdict(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"  # transient: try again later
+    PERMANENT = "permanent"  # trying again cannot help: dead-letter at once
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    verdict: Verdict
+    duration_ms: int
+    status_code: int | None = None
+    body: str = ""
+    error: str = ""
+
+
+def classify_status(status_code: int) -> Verdict:
+    """2xx succeeded; 5xx, 408 and 429 are retried; anything else (3xx, other 4xx) is permanent."""
+    if 200 <= status_code < 300:
+        return Verdict.SUCCEEDED
+    if status_code >= 500 or status_code in RETRYABLE_STATUS_CODES:
+        return Verdict.RETRY
+    return Verdict.PERMANENT
+
+
+def _read_bounded(response: httpx.Response) -> bytes:
+    received = b""
+    for chunk in response.iter_raw(chunk_size=1024):
+        received += chunk
+        if len(received) >= MAX_RESPONSE_BYTES:
+            break
+    return received[:MAX_RESPONSE_BYTES]
+
+
+def _send_to_first_reachable(
+    client: httpx.Client, *, target: Target, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    """Send to the vetted addresses in turn until one accepts the connection."""
+    addresses = target.addresses[:MAX_ADDRESSES_TRIED]
+    for index, address in enumerate(addresses):
+        request = client.build_request(
+            "POST",
+            target.pinned_url(address),
+            content=body,
+            headers=headers,
+            extensions={"sni_hostname": target.server_name},
+        )
+        try:
+            return client.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            if index == len(addresses) - 1:
+                raise
+    raise AssertionError("a target has at least one address")
+
+
+def webhook_post(*, url: str, body: str, headers: Mapping[str, str]) -> WebhookResponse:
+    """POST ``body`` to ``url``; never raises for anything the network or the receiver does."""
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return round((time.monotonic() - started) * 1000)
+
+    try:
+        target = resolve_target(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS)
+    except UnsafeTarget as exc:
+        return WebhookResponse(Verdict.PERMANENT, elapsed_ms(), error=f"refused: {exc}")
+    except UnresolvableTarget as exc:
+        return WebhookResponse(Verdict.RETRY, elapsed_ms(), error=str(exc))
+
+    timeout = httpx.Timeout(READ_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
+    request_headers = {
+        **headers,
+        "Host": target.host_header,
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        # Raw bytes only: a compressed answer could expand far beyond the bounded read.
+        "Accept-Encoding": "identity",
+    }
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            response = _send_to_first_reachable(
+                client, target=target, body=body.encode("utf-8"), headers=request_headers
+            )
+            try:
+                received = _read_bounded(response)
+            finally:
+                response.close()
+    except httpx.TimeoutException as exc:
+        return WebhookResponse(Verdict.RETRY, elapsed_ms(), error=f"timeout: {type(exc).__name__} {exc}")
+    except httpx.HTTPError as exc:  # connection refused or reset, TLS failure, protocol error
+        return WebhookResponse(Verdict.RETRY, elapsed_ms(), error=f"{type(exc).__name__}: {exc}")
+
+    verdict = classify_status(response.status_code)
+    error = "" if verdict is Verdict.SUCCEEDED else f"HTTP {response.status_code}"
+    if 300 <= response.status_code < 400:
+        error += f" redirect to {response.headers.get('location', '?')!r}, not followed"
+    return WebhookResponse(
+        verdict,
+        elapsed_ms(),
+        status_code=response.status_code,
+        body=received.decode("utf-8", errors="replace"),
+        error=error,
+    )
