@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "orders_bench"
+BENCH_VHOST = "orders_bench"
 PRODUCTS = 50
 
 
@@ -29,12 +30,25 @@ def prepare_environment() -> None:
     os.environ.setdefault("PAYMENT_WEBHOOK_SECRET", "whsec_YmVuY2htYXJrLXNlY3JldA==")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
+    # Its own virtual host (created by scripts/services.sh), emptied before each run.
+    os.environ["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:5672/{BENCH_VHOST}"
 
 
 def recreate_database() -> None:
     for sql in (f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)', f'CREATE DATABASE "{BENCH_DB}"'):
         subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, capture_output=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
+
+
+def empty_queues() -> None:
+    from kombu import Connection
+
+    from config import queues
+
+    with Connection(os.environ["CELERY_BROKER_URL"]) as connection:
+        queues.declare_topology(connection)
+        for queue in (*queues.WORK_QUEUES, *queues.DEAD_LETTER_QUEUES):
+            queue.bind(connection.default_channel).purge()
 
 
 def one_run(orders: int) -> float:
@@ -77,6 +91,7 @@ def main() -> None:
     rates = []
     for run in range(1, args.runs + 1):
         recreate_database()
+        empty_queues()
         rate = one_run(args.orders)
         rates.append(rate)
         print(f"run {run}: {args.orders} orders expired, {rate:,.0f} orders/s", flush=True)

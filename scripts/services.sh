@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 RABBITMQ_TEST_VHOST=${RABBITMQ_TEST_VHOST:-orders_test}
+RABBITMQ_BENCH_VHOST=${RABBITMQ_BENCH_VHOST:-orders_bench}
 WAIT_SECONDS=${SERVICES_WAIT_SECONDS:-90}
 
 say() { printf '\033[1m[services]\033[0m %s\n' "$*"; }
@@ -210,8 +211,9 @@ ensure_rabbitmq() {
         fi
     fi
     wait_for "RabbitMQ (port $AMQP_PORT)" rabbitmq_ok
-    # The test suite's virtual host (config/settings/test.py), then the one of the URL.
+    # The test suite's and the benchmarks' virtual hosts, then the one of the URL.
     ensure_vhost "$RABBITMQ_TEST_VHOST" guest
+    ensure_vhost "$RABBITMQ_BENCH_VHOST" guest
     if [ -n "$AMQP_VHOST" ] && [ "$AMQP_VHOST" != "/" ]; then
         ensure_vhost "$AMQP_VHOST" "${AMQP_USER:-guest}"
     fi

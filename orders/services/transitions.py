@@ -13,11 +13,11 @@ from django_fsm import ConcurrentTransition, can_proceed
 
 from core.errors import Conflict, DomainError
 from inventory.services import stock_release
-from notifications.services import notification_publish
+from notifications.services import Notification, notifications_publish
 from orders.error_codes import OrderErrorCode
 from orders.lock_objects import order_lock
 from orders.models import Actor, Order, OrderEvent, OrderStatus
-from orders.serializers import order_payload
+from orders.serializers import orders_payload
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +105,12 @@ def orders_transition(
         )
         for order in orders
     )
-    for order in orders:
-        notification_publish(event_type=f"order.{order.status}", payload=order_payload(order), email=order.email)
+    notifications_publish(
+        notifications=[
+            Notification(f"order.{order.status}", payload, order.email)
+            for order, payload in zip(orders, orders_payload(orders), strict=True)
+        ]
+    )
     return events
 
 
