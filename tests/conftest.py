@@ -126,3 +126,14 @@ def second_webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver().start()
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_publishing_outside_flow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only flow tests publish to RabbitMQ; in the others, what commits stays in the outbox.
+
+    A message published by another test would be worked on by a flow test's worker while the
+    test database is being flushed, and the flush and the worker's transaction can deadlock.
+    """
+    if request.node.get_closest_marker("flow") is None:
+        monkeypatch.setattr("core.outbox._publish_after_commit", lambda messages: None)
