@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
+from django.http import HttpRequest
 from django.utils.functional import cached_property
 
 # Tables estimated above this many rows are not counted exactly on unfiltered list pages.
@@ -30,3 +34,16 @@ class EstimatedCountPaginator(Paginator):
             if row and row[0] > EXACT_COUNT_LIMIT:
                 return int(row[0])
         return super().count
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the system: staff look, the system writes."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from core.admin_tools import EstimatedCountPaginator
+from core.admin_tools import EstimatedCountPaginator, ReadOnlyAdmin
 from core.errors import DomainError
 from inventory.models import Product, StockLedgerEntry
 from inventory.services import stock_adjust
@@ -107,19 +107,10 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(StockLedgerEntry)
-class StockLedgerEntryAdmin(admin.ModelAdmin):
+class StockLedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "product", "kind", "delta", "order_id", "reason"]
     list_filter = ["kind", "product"]
     search_fields = ["product__sku", "=order_id"]
     list_select_related = ["product"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from core.admin_tools import ReadOnlyAdmin
 from notifications.models import (
     DeliveryAttempt,
     EmailNotification,
@@ -16,19 +17,6 @@ from notifications.models import (
 )
 from notifications.services.webhooks import webhook_url_refusal
 from notifications.signing import webhook_secret_generate
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by the system: staff look, the system writes."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class WebhookEndpointForm(forms.ModelForm):

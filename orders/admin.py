@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -71,29 +72,23 @@ def _run_action(modeladmin: OrderAdmin, request: HttpRequest, orders: QuerySet[O
             )
 
 
-@admin.action(description="Cancel selected orders", permissions=["change"])
-def cancel_orders(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-    _run_action(modeladmin, request, queryset, "cancel")
+def _transition_action(name: str, description: str) -> Callable[..., None]:
+    """An admin action applying transition ``name`` to the selected orders."""
+
+    def action(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        _run_action(modeladmin, request, queryset, name)
+
+    action.__name__ = f"{name}_orders"
+    return admin.action(description=description, permissions=["change"])(action)
 
 
-@admin.action(description="Mark selected orders paid (manual payment)", permissions=["change"])
-def pay_orders(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-    _run_action(modeladmin, request, queryset, "pay")
-
-
-@admin.action(description="Ship selected orders", permissions=["change"])
-def ship_orders(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-    _run_action(modeladmin, request, queryset, "ship")
-
-
-@admin.action(description="Complete selected orders", permissions=["change"])
-def complete_orders(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-    _run_action(modeladmin, request, queryset, "complete")
-
-
-@admin.action(description="Refund selected orders", permissions=["change"])
-def refund_orders(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-    _run_action(modeladmin, request, queryset, "refund")
+TRANSITION_ACTIONS = [
+    _transition_action("cancel", "Cancel selected orders"),
+    _transition_action("pay", "Mark selected orders paid (manual payment)"),
+    _transition_action("ship", "Ship selected orders"),
+    _transition_action("complete", "Complete selected orders"),
+    _transition_action("refund", "Refund selected orders"),
+]
 
 
 @admin.action(description="Retry reservation of selected pending orders", permissions=["change"])
@@ -113,10 +108,9 @@ class OrderAdmin(admin.ModelAdmin):
     list_display = ["id", "status", "email", "total", "currency", "created_at", "expires_at"]
     list_filter = ["status", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["=id", "email", "=lines__sku"]
-    date_hierarchy = None
     ordering = ["-created_at", "-pk"]
     inlines = [OrderLineInline, OrderEventInline]
-    actions = [cancel_orders, pay_orders, ship_orders, complete_orders, refund_orders, retry_reservation]
+    actions = [*TRANSITION_ACTIONS, retry_reservation]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     list_per_page = 50

@@ -136,7 +136,7 @@ class OrderActionApi(APIView):
         order = order_get(user=request.user, order_id=order_id)  # another customer's order: 404
         actor = Actor.STAFF if request.user.is_staff else Actor.CUSTOMER
         order = order_act(order_id=order.pk, name=self.action_name, actor=actor, actor_user=authenticated_user(request))
-        return Response(OrderOutputSerializer(order_get(user=request.user, order_id=order.pk)).data)
+        return Response(OrderOutputSerializer(order).data)
 
 
 class PaymentWebhookApi(APIView):

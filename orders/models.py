@@ -30,17 +30,6 @@ class OrderStatus(models.TextChoices):
     COMPLETED = "completed"
 
 
-FINAL_STATUSES = frozenset(
-    {
-        OrderStatus.REJECTED,
-        OrderStatus.CANCELLED,
-        OrderStatus.EXPIRED,
-        OrderStatus.REFUNDED,
-        OrderStatus.COMPLETED,
-    }
-)
-
-
 class Actor(models.TextChoices):
     CUSTOMER = "customer"
     STAFF = "staff"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import factory
 from django.contrib.auth.models import User
@@ -64,6 +65,35 @@ def make_order(*, customer: User | None = None, lines: list[tuple[Product, int]]
     )
 
 
+def bulk_orders(*, customer: User, product: Product, count: int, quantity: int, **fields: Any) -> list[Order]:
+    """``count`` orders of ``quantity`` x ``product`` with their lines, written in two statements.
+
+    Nothing else (events, ledger, outbox): callers add what their scenario needs.
+    """
+    orders = Order.objects.bulk_create(
+        Order(
+            customer=customer,
+            email=customer.email,
+            currency=product.currency,
+            total=product.price * quantity,
+            **fields,
+        )
+        for _ in range(count)
+    )
+    OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order,
+            product=product,
+            sku=product.sku,
+            name=product.name,
+            unit_price=product.price,
+            quantity=quantity,
+        )
+        for order in orders
+    )
+    return orders
+
+
 def make_reserved_orders(
     *, product: Product, count: int, quantity: int = 1, expires_at: datetime, customer: User | None = None
 ) -> list[int]:
@@ -73,30 +103,15 @@ def make_reserved_orders(
     decrement of stock, so the ledger stays balanced.
     """
     buyer: User = customer or UserFactory.create()
-    reserved_at = expires_at - timedelta(minutes=30)
     with transaction.atomic():
-        orders = Order.objects.bulk_create(
-            Order(
-                customer=buyer,
-                email=buyer.email,
-                status=OrderStatus.RESERVED,
-                currency=product.currency,
-                total=product.price * quantity,
-                reserved_at=reserved_at,
-                expires_at=expires_at,
-            )
-            for _ in range(count)
-        )
-        OrderLine.objects.bulk_create(
-            OrderLine(
-                order=order,
-                product=product,
-                sku=product.sku,
-                name=product.name,
-                unit_price=product.price,
-                quantity=quantity,
-            )
-            for order in orders
+        orders = bulk_orders(
+            customer=buyer,
+            product=product,
+            count=count,
+            quantity=quantity,
+            status=OrderStatus.RESERVED,
+            reserved_at=expires_at - timedelta(minutes=30),
+            expires_at=expires_at,
         )
         StockLedgerEntry.objects.bulk_create(
             StockLedgerEntry(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from typing import Any
 
@@ -18,8 +17,6 @@ from orders.error_codes import OrderErrorCode
 from orders.lock_objects import order_lock
 from orders.models import Actor, Order, OrderEvent, OrderStatus
 from orders.serializers import orders_payload
-
-logger = logging.getLogger(__name__)
 
 # Transitions after which the order's reserved stock goes back on the shelf.
 RELEASING_TRANSITIONS = frozenset({"cancel", "expire", "refund"})

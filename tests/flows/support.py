@@ -3,9 +3,6 @@ callbacks, orders made directly in the database, and the stock checks every flow
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import io
 import json
 import time
@@ -24,7 +21,9 @@ from rest_framework.authtoken.models import Token
 from inventory.models import Product, StockLedgerEntry
 from inventory.selectors import stock_discrepancies
 from inventory.services import product_create
-from orders.models import Order, OrderLine, OrderStatus
+from orders.models import OrderLine, OrderStatus
+from tests.factories import bulk_orders
+from tests.payments import sign
 from tests.processes import wait_until
 
 # Generous for one request on a loaded two-core machine; a hung request fails the test instead.
@@ -54,22 +53,7 @@ def pending_orders(*, customer: User, product: Product, count: int, quantity: in
 
     No outbox row and no message: nothing but the test itself will try to reserve them.
     """
-    orders = Order.objects.bulk_create(
-        Order(customer=customer, email=customer.email, currency=product.currency, total=product.price * quantity)
-        for _ in range(count)
-    )
-    OrderLine.objects.bulk_create(
-        OrderLine(
-            order=order,
-            product=product,
-            sku=product.sku,
-            name=product.name,
-            unit_price=product.price,
-            quantity=quantity,
-        )
-        for order in orders
-    )
-    return [order.pk for order in orders]
+    return [order.pk for order in bulk_orders(customer=customer, product=product, count=count, quantity=quantity)]
 
 
 class Api:
@@ -129,15 +113,11 @@ def signed_payment_headers(
     The key is the base64-decoded part of the ``whsec_`` secret; the signature is the base64
     HMAC-SHA256 of ``"{webhook-id}.{webhook-timestamp}.{raw body}"``.
     """
-    secret = secret or settings.PAYMENT_WEBHOOK_SECRET
     timestamp = int(time.time()) if timestamp is None else timestamp
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed_content = f"{webhook_id}.{timestamp}.".encode() + raw_body
-    signature = base64.b64encode(hmac.new(key, signed_content, hashlib.sha256).digest()).decode()
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": f"v1,{signature}",
+        "webhook-signature": sign(secret or settings.PAYMENT_WEBHOOK_SECRET, webhook_id, timestamp, raw_body),
         "content-type": "application/json",
     }
 
