@@ -1,54 +1,23 @@
 """Benchmark: close N overdue reserved orders with the expiry sweeper, stock released.
 
+Part of ``python -m bench`` (see bench/__main__.py); on its own:
+
     python -m bench.expiry [--orders 20000] [--runs 3]
 
-Uses its own database (``orders_bench``, recreated on each run) on the local PostgreSQL, and
-production settings. Reports orders per second for each run and the median, with min and max.
+Runs the sweeper in this process on its own database (``orders_bench``, recreated on each run),
+with production settings. Reports orders per second for each run and the median, with min and max.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "orders_bench"
-BENCH_VHOST = "orders_bench"
+from bench import system
+
 PRODUCTS = 50
-
-
-def prepare_environment() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
-    os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
-    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
-    os.environ.setdefault("PAYMENT_WEBHOOK_SECRET", "whsec_YmVuY2htYXJrLXNlY3JldA==")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
-    # Its own virtual host (created by scripts/services.sh), emptied before each run.
-    os.environ["CELERY_BROKER_URL"] = f"amqp://guest:guest@127.0.0.1:5672/{BENCH_VHOST}"
-
-
-def recreate_database() -> None:
-    for sql in (f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)', f'CREATE DATABASE "{BENCH_DB}"'):
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", sql], check=True, capture_output=True)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, check=True)
-
-
-def empty_queues() -> None:
-    from kombu import Connection
-
-    from config import queues
-
-    with Connection(os.environ["CELERY_BROKER_URL"]) as connection:
-        queues.declare_topology(connection)
-        for queue in (*queues.WORK_QUEUES, *queues.DEAD_LETTER_QUEUES):
-            queue.bind(connection.default_channel).purge()
 
 
 def one_run(orders: int) -> float:
@@ -81,18 +50,28 @@ def one_run(orders: int) -> float:
     return expired / elapsed
 
 
+def one_timed_run(orders: int) -> float:
+    """A fresh database and empty queues, then one run; orders expired per second."""
+    import django
+    from django.db import connections
+
+    django.setup()  # emptying the queues imports the bench app's models
+
+    connections.close_all()
+    system.recreate_database()
+    system.empty_queues()
+    return one_run(orders)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    prepare_environment()
-    sys.path.insert(0, str(ROOT))
+    system.prepare_environment()
     rates = []
     for run in range(1, args.runs + 1):
-        recreate_database()
-        empty_queues()
-        rate = one_run(args.orders)
+        rate = one_timed_run(args.orders)
         rates.append(rate)
         print(f"run {run}: {args.orders} orders expired, {rate:,.0f} orders/s", flush=True)
     print(

@@ -9,16 +9,39 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
-from celery import Celery, bootsteps
+import click
+from celery import Celery, bootsteps, signals
 from celery.worker.consumer import Consumer
 
 from config import queues
+from core.metrics_files import metrics_dir_create, metrics_dir_remove
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 logger = logging.getLogger(__name__)
+
+
+def _started_as_worker() -> bool:
+    """True in ``celery -A config worker``: Celery's command line imports this module while
+    its ``worker`` sub-command is chosen but not yet run (``invoked_subcommand``)."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.invoked_subcommand == "worker"
+
+
+# The worker's pool processes keep their counters in this worker's own metrics directory
+# (core/metrics_files.py). It must exist before the task modules, and prometheus_client with
+# them, are imported: Celery imports them before any worker signal is sent, hence here.
+worker_metrics_dir: Path | None = metrics_dir_create("worker") if _started_as_worker() else None
+
+
+@signals.worker_shutdown.connect
+def _remove_worker_metrics_dir(**kwargs: Any) -> None:
+    if worker_metrics_dir is not None:
+        metrics_dir_remove(worker_metrics_dir)
+
 
 # Every task records its final failure (core.failures) before its message is dead-lettered.
 app = Celery("config", task_cls="core.failures:FailureRecordingTask")
@@ -29,12 +52,17 @@ class DeadLetteringConsumer(Consumer):
     """A consumer that dead-letters messages it cannot decode instead of dropping them."""
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
+        from core.failures import queue_from_routing_key
+        from core.metrics import DEAD_LETTERED
+
         logger.error(
             "Undecodable message dead-lettered (content type %r): %s",
             message.content_type,
             exc,
         )
         message.reject(requeue=False)
+        queue = queue_from_routing_key((message.delivery_info or {}).get("routing_key"))
+        DEAD_LETTERED.labels(queue, "undecodable").inc()
 
 
 class DeclareDeadLetterTopology(bootsteps.StartStopStep):

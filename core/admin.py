@@ -1,11 +1,25 @@
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
-from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
 
-from core.models import TaskFailure
+from config import queues
+from core import dead_letters
+from core.admin_tools import EstimatedCountPaginator, ReadOnlyAdmin, duration_display
+from core.models import DeadLetter, OutboxMessage, TaskFailure
+from core.operations import outbox_backlog, queue_depths
+
+logger = logging.getLogger(__name__)
 
 
 @admin.register(TaskFailure)
@@ -16,9 +30,168 @@ class TaskFailureAdmin(admin.ModelAdmin):
     list_filter = ["queue", "task_name"]
     search_fields = ["task_id", "task_name", "error"]
     date_hierarchy = "failed_at"
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class OutboxStateFilter(admin.SimpleListFilter):
+    """Unpublished rows by default: the backlog is what operators look for."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("unpublished", "unpublished"), ("published", "published")]
+
+    def value(self) -> str:
+        return "published" if super().value() == "published" else "unpublished"
+
+    def choices(self, changelist: Any) -> Iterator[Any]:
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[OutboxMessage]) -> QuerySet[OutboxMessage]:
+        return queryset.filter(published_at__isnull=self.value() == "unpublished")
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(ReadOnlyAdmin):
+    """Tasks written with their business change; unpublished ones wait for the relay."""
+
+    list_display = ["id", "task_name", "args", "created_at", "age", "published_at", "attempts", "last_error"]
+    list_filter = [OutboxStateFilter]
+    search_fields = ["=id", "task_name"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
+        # Each state has its index: the partial one on unpublished rows, and published_at.
+        if request.GET.get(OutboxStateFilter.parameter_name) == "published":
+            return ("-published_at",)
+        return ("created_at",)
+
+    @admin.display(description="age (unpublished) or publish delay")
+    def age(self, message: OutboxMessage) -> str:
+        end = message.published_at or timezone.now()
+        return duration_display(max(0.0, (end - message.created_at).total_seconds()))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {**(extra_context or {}), "outbox_backlog": outbox_backlog()})
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    """The dead-letter queues, read from RabbitMQ (core/dead_letters.py, as ``manage.py dlq``).
+
+    Listing holds the letters only while they are read, and returns them all to their queues.
+    Replaying and purging need their own permissions; staff with only ``view`` see the list.
+    """
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("core.replay_deadletter")
+
+    def has_purge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("core.purge_deadletter")
+
+    def get_urls(self) -> list[URLPattern]:
+        view = require_http_methods(["GET", "POST"])(self.dead_letters_view)
+        return [path("", self.admin_site.admin_view(view), name="core_deadletter_changelist")]
+
+    def dead_letters_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        queue = request.GET.get("queue") or None
+        if queue is not None and queue not in queues.WORK_QUEUE_NAMES:
+            queue = None
+        if request.method == "POST":
+            return self._act(request, queue)
+        depths = [d for d in queue_depths() if d.dead_letter]
+        letters: list[dead_letters.DeadLetter] = []
+        unavailable = ""
+        if all(d.messages is None for d in depths):
+            unavailable = "RabbitMQ is unavailable: the dead letters cannot be read now."
+        else:
+            try:
+                letters = dead_letters.dead_letter_list(queue=queue)
+            except Exception as exc:  # RabbitMQ went away since the depths were read
+                logger.warning("Could not list dead letters", exc_info=True)
+                unavailable = f"RabbitMQ is unavailable: the dead letters cannot be read now ({exc})."
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Dead letters",
+            "opts": self.opts,
+            "letters": letters,
+            "depths": depths,
+            "queue": queue,
+            "queue_names": queues.WORK_QUEUE_NAMES,
+            "unavailable": unavailable,
+            "can_replay": self.has_replay_permission(request),
+            "can_purge": self.has_purge_permission(request),
+        }
+        return TemplateResponse(request, "admin/core/deadletter/dead_letters.html", context)
+
+    def _act(self, request: HttpRequest, queue: str | None) -> HttpResponse:
+        action = request.POST.get("action")
+        ids = request.POST.getlist("ids")
+        back = HttpResponseRedirect(request.get_full_path())
+        if action == "replay":
+            if not self.has_replay_permission(request):
+                raise PermissionDenied
+        elif action == "purge":
+            if not self.has_purge_permission(request):
+                raise PermissionDenied
+        else:
+            messages.error(request, "Unknown action.")
+            return back
+        if not ids:
+            messages.warning(request, "Select one or more dead letters first.")
+            return back
+        if action == "purge" and request.POST.get("confirmed") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "title": "Purge dead letters for good?",
+                "opts": self.opts,
+                "ids": ids,
+            }
+            return TemplateResponse(request, "admin/core/deadletter/purge_confirmation.html", context)
+        try:
+            if action == "replay":
+                result = dead_letters.dead_letter_replay(ids=ids, queue=queue)
+            else:
+                result = dead_letters.dead_letter_purge(ids=ids, queue=queue)
+        except Exception as exc:
+            logger.warning("Dead letter %s failed", action, exc_info=True)
+            messages.error(request, f"Nothing was done: RabbitMQ is unavailable ({exc}).")
+            return back
+        self._report(request, action, result)
+        return back
+
+    def _report(self, request: HttpRequest, action: str, result: dead_letters.DeadLetterResult) -> None:
+        for letter in result.done:
+            if action == "replay":
+                messages.success(request, f"{letter.id} ({letter.task or 'no task'}): replayed to {letter.queue}.")
+            else:
+                messages.success(request, f"{letter.id} ({letter.task or 'no task'}): purged.")
+        for letter, reason in result.skipped:
+            messages.warning(request, f"{letter.id}: not replayed, {reason}.")
+        for letter_id in result.not_found:
+            messages.warning(request, f"{letter_id}: not found (already replayed or purged?).")

@@ -8,7 +8,7 @@ import sys
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from core.errors import dependency_name, error_body
+from core.errors import ServiceUnavailable, dependency_name, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if dependency is not None:
         return JsonResponse(
             error_body(
-                code="service_unavailable",
+                code=ServiceUnavailable.default_code,
                 detail=f"{dependency} is unavailable; try again shortly.",
                 status_code=503,
             ),

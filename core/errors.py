@@ -15,12 +15,10 @@ from typing import Any, ClassVar
 
 from django import db
 from drf_standardized_errors.handler import ExceptionHandler
-from drf_standardized_errors.handler import exception_handler as standard_exception_handler
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +82,6 @@ class ApiExceptionHandler(ExceptionHandler):
             logger.warning("Dependency %s unavailable: %s", dependency, exc)
             return ServiceUnavailable(f"{dependency} is unavailable; try again shortly.")
         return super().convert_known_exceptions(exc)
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    return standard_exception_handler(exc, context)  # type: ignore[arg-type]
 
 
 def error_body(*, code: str, detail: str, status_code: int) -> dict[str, Any]:

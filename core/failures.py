@@ -85,4 +85,7 @@ class FailureRecordingTask(Task):
             )
         except Exception:  # recording must never change how the failure itself is handled
             logger.exception("Could not record the failure of task %s[%s]", self.name, task_id)
+        from core.metrics import DEAD_LETTERED  # the task class is loaded before Django's apps
+
+        DEAD_LETTERED.labels(queue_from_routing_key(delivery_info.get("routing_key")), "failed").inc()
         super().on_failure(exc, task_id, args, kwargs, einfo)

@@ -27,6 +27,7 @@ from rest_framework.response import Response
 
 from core.errors import Conflict, DomainError
 from core.models import IdempotencyKey
+from core.openapi import raises
 
 HEADER = "Idempotency-Key"
 KEY_TTL = timedelta(hours=24)
@@ -102,7 +103,7 @@ def idempotent(view_method: ViewMethod) -> ViewMethod:
                 )
             return response
 
-    return wrapper
+    return raises(InvalidIdempotencyKey, IdempotencyKeyReused, IdempotencyKeyInProgress)(wrapper)
 
 
 def idempotency_key_cleanup() -> int:

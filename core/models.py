@@ -98,3 +98,22 @@ class TaskFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name}[{self.task_id}]: {self.error[:80]}"
+
+
+class DeadLetter(models.Model):
+    """No table: the admin's handle on the dead-letter queues, which live in RabbitMQ.
+
+    It exists for its permissions: ``view`` to list dead letters in the admin, ``replay`` and
+    ``purge`` to act on them (core/dead_letters.py does the work, as for ``manage.py dlq``).
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [
+            ("replay_deadletter", "Can replay dead letters to their queue"),
+            ("purge_deadletter", "Can purge dead letters for good"),
+        ]
+
+    def __str__(self) -> str:
+        return "dead letters"

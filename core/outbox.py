@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
@@ -39,8 +39,13 @@ RELAY_GRACE = timedelta(seconds=2)
 # Rows per relay transaction: small enough to hold the row locks briefly, large enough to
 # drain a backlog of thousands within a few beat intervals.
 RELAY_BATCH_SIZE = 200
-# How long a batch of publishes may wait for the broker's confirms.
+# How long a batch of publishes may wait for the broker's confirms, and any other socket read or
+# write on a publishing connection may take. A request waits for its after-commit publish, so it
+# gives up sooner and leaves the rows to the relay. Without a bound, a broker under a memory or
+# disk alarm (it stops reading from publishing connections without closing them) would hold
+# every request until the alarm clears.
 CONFIRM_TIMEOUT_SECONDS = 10.0
+AFTER_COMMIT_TIMEOUT_SECONDS = 2.0
 
 _broker_unavailable_until = 0.0
 
@@ -80,36 +85,83 @@ class PublishNotConfirmed(Exception):
     """The broker refused (nack) or did not confirm a published message in time."""
 
 
-def _publish_confirmed(messages: Sequence[OutboxMessage], connection: Connection) -> None:
+class _ConfirmChannel:
+    """A channel in confirm mode kept open on one broker connection and reused for every batch.
+
+    Opening a channel and switching it to confirm mode cost two broker round trips, and closing
+    it a third; per request that was most of the publish. The channel lives as long as its
+    connection (a pooled one, for the after-commit publish). Delivery tags keep counting up on a
+    confirm-mode channel, so each batch waits for the tags it published. A channel whose batch
+    failed is closed and dropped, so a late confirm can never be taken for a new message's.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.transport_connection = connection.connection
+        channel: Any = connection.channel()  # py-amqp's Channel
+        channel.confirm_select()
+        # The transport makes every publish wait for its own confirm; publish without waiting here.
+        channel.basic_publish = channel._basic_publish
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self.channel = channel
+        self.producer = Producer(channel)
+        self.last_tag = 0  # tags of a confirm-mode channel count from 1
+        self.unconfirmed: set[int] = set()
+        self.refused: list[int] = []
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self.unconfirmed.difference_update([tag for tag in self.unconfirmed if tag <= delivery_tag])
+        else:
+            self.unconfirmed.discard(delivery_tag)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self.refused.append(delivery_tag)
+        self._on_ack(delivery_tag, multiple)
+
+    def usable_on(self, connection: Connection) -> bool:
+        return connection.connection is self.transport_connection and bool(self.channel.is_open)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.channel.close()
+
+
+def _confirm_channel(connection: Connection) -> _ConfirmChannel:
+    channel: _ConfirmChannel | None = getattr(connection, "_outbox_confirm_channel", None)
+    if channel is None or not channel.usable_on(connection):
+        if channel is not None:
+            channel.close()
+        channel = _ConfirmChannel(connection)
+        connection._outbox_confirm_channel = channel  # type: ignore[attr-defined]
+    return channel
+
+
+def _publishing_connection(timeout: float) -> Connection:
+    """A broker connection whose every socket read and write gives up after ``timeout``."""
+    transport_options = {"read_timeout": timeout, "write_timeout": timeout}
+    return app.connection_for_write(transport_options=transport_options)
+
+
+@functools.cache
+def _after_commit_pool() -> ConnectionPool:
+    # One pool per process, made on first use: after gunicorn or Celery has forked.
+    return _publishing_connection(AFTER_COMMIT_TIMEOUT_SECONDS).Pool(app.conf.broker_pool_limit)
+
+
+def _publish_confirmed(messages: Sequence[OutboxMessage], connection: Connection, *, timeout: float) -> None:
     """Publish every message, then wait until the broker has confirmed them all.
 
     Publisher confirms one message at a time cost a broker round trip (and, for quorum queues,
     a log flush) each. Here the messages are published back to back on a channel in confirm
     mode and the confirms, which RabbitMQ may group (``multiple``), are collected afterwards:
-    one wait for the batch. Raises if any message is nacked or not confirmed in time; the
-    caller then leaves the whole batch to be published again (consumers are idempotent).
+    one wait for the batch. Raises if any message is nacked or not confirmed within ``timeout``;
+    the caller then leaves the whole batch to be published again (consumers are idempotent) and
+    must not use ``connection`` again: a timed-out write may have left half a frame on it.
     """
-    channel: Any = connection.channel()
-    unconfirmed = set(range(1, len(messages) + 1))  # delivery tags of a fresh confirm-mode channel
-    refused: list[int] = []
-
-    def on_ack(delivery_tag: int, multiple: bool) -> None:
-        if multiple:
-            unconfirmed.difference_update(range(1, delivery_tag + 1))
-        else:
-            unconfirmed.discard(delivery_tag)
-
-    def on_nack(delivery_tag: int, multiple: bool) -> None:
-        refused.append(delivery_tag)
-        on_ack(delivery_tag, multiple)
-
+    confirm = _confirm_channel(connection)
+    confirm.refused.clear()
     try:
-        channel.confirm_select()
-        channel.events["basic_ack"].add(on_ack)
-        channel.events["basic_nack"].add(on_nack)
-        # The transport makes every publish wait for its own confirm; publish without waiting here.
-        channel.basic_publish = channel._basic_publish
-        producer = Producer(channel)
         for message in messages:
             app.send_task(
                 message.task_name,
@@ -117,20 +169,25 @@ def _publish_confirmed(messages: Sequence[OutboxMessage], connection: Connection
                 kwargs=message.kwargs,
                 task_id=str(message.id),
                 headers={"request_id": message.request_id},
-                producer=producer,
+                producer=confirm.producer,
                 retry=False,
             )
-        deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
-        while unconfirmed:
+            confirm.last_tag += 1
+            confirm.unconfirmed.add(confirm.last_tag)
+        deadline = time.monotonic() + timeout
+        while confirm.unconfirmed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise PublishNotConfirmed(f"{len(unconfirmed)} message(s) not confirmed in time")
+                raise PublishNotConfirmed(f"{len(confirm.unconfirmed)} message(s) not confirmed in time")
             connection.drain_events(timeout=remaining)
-        if refused:
-            raise PublishNotConfirmed(f"{len(refused)} message(s) refused by the broker")
-    finally:
-        with contextlib.suppress(Exception):
-            channel.close()
+        if confirm.refused:
+            raise PublishNotConfirmed(f"{len(confirm.refused)} message(s) refused by the broker")
+    except BaseException:
+        with contextlib.suppress(AttributeError):
+            del connection._outbox_confirm_channel  # type: ignore[attr-defined]
+        # Without a handshake: a broker that stopped reading would never answer a channel close.
+        connection.collect()
+        raise
 
 
 def _publish_after_commit(messages: list[OutboxMessage]) -> None:
@@ -138,12 +195,11 @@ def _publish_after_commit(messages: list[OutboxMessage]) -> None:
     if time.monotonic() < _broker_unavailable_until:
         return
     try:
-        pool = cast(ConnectionPool, app.pool)  # the broker connection pool (celery-types says otherwise)
-        with pool.acquire(block=True) as connection:
+        with _after_commit_pool().acquire(block=True) as connection:
             # One connection attempt: kombu would otherwise retry (re)connecting for up to ~6 s
             # with a refused connection (celery/celery#6046), and the request would wait for it.
             connection.ensure_connection(max_retries=0)
-            _publish_confirmed(messages, connection)
+            _publish_confirmed(messages, connection, timeout=AFTER_COMMIT_TIMEOUT_SECONDS)
     except Exception as exc:  # the relay publishes them later; the request must not fail
         _broker_unavailable_until = time.monotonic() + BROKER_BACKOFF_SECONDS
         logger.warning("Publish of %d outbox message(s) deferred to the relay: %s", len(messages), exc)
@@ -172,9 +228,9 @@ def outbox_relay(*, batch_size: int = RELAY_BATCH_SIZE, grace: timedelta = RELAY
                 return published
             claimed = OutboxMessage.objects.filter(pk__in=[message.pk for message in batch])
             try:
-                with app.connection_for_write() as connection:
+                with _publishing_connection(CONFIRM_TIMEOUT_SECONDS) as connection:
                     connection.ensure_connection(max_retries=3)
-                    _publish_confirmed(batch, connection)
+                    _publish_confirmed(batch, connection, timeout=CONFIRM_TIMEOUT_SECONDS)
             except Exception as exc:
                 claimed.update(attempts=F("attempts") + 1, last_error=str(exc)[:2000])
                 logger.warning("Outbox relay stopped: %s", exc)

@@ -10,9 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.openapi import raises
 from inventory.models import Product
-from inventory.selectors import product_get, product_list
-from inventory.services import product_create, stock_adjust
+from inventory.selectors import ProductNotFound, product_get, product_list
+from inventory.services import InsufficientStockForAdjustment, SkuTaken, product_create, stock_adjust
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -25,6 +26,8 @@ class ProductOutputSerializer(serializers.ModelSerializer[Product]):
 
 
 class ProductListCreateApi(APIView):
+    pagination_class = PageNumberPagination
+
     class InputSerializer(serializers.Serializer[dict[str, Any]]):
         class Meta:
             ref_name = "ProductCreateInput"
@@ -40,11 +43,12 @@ class ProductListCreateApi(APIView):
 
     @extend_schema(responses=ProductOutputSerializer(many=True), operation_id="products_list")
     def get(self, request: Request) -> Response:
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(product_list(), request, view=self)
         return paginator.get_paginated_response(ProductOutputSerializer(page, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: ProductOutputSerializer}, operation_id="products_create")
+    @raises(SkuTaken)
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -54,6 +58,7 @@ class ProductListCreateApi(APIView):
 
 class ProductDetailApi(APIView):
     @extend_schema(responses=ProductOutputSerializer)
+    @raises(ProductNotFound)
     def get(self, request: Request, sku: str) -> Response:
         return Response(ProductOutputSerializer(product_get(sku=sku)).data)
 
@@ -83,6 +88,7 @@ class StockAdjustmentCreateApi(APIView):
         available = serializers.IntegerField()
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @raises(ProductNotFound, InsufficientStockForAdjustment)
     def post(self, request: Request, sku: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -126,12 +126,26 @@ _RELEASE_LEDGER_SQL = """
 """
 
 
+# One statement for any number of products. The rows are locked first, in product-id order
+# (``ORDER BY ... FOR UPDATE`` locks rows as the sort emits them), the lock order every stock
+# change uses; the update then only touches rows this statement already holds.
+_RELEASE_STOCK_SQL = """
+    WITH locked AS MATERIALIZED (
+        SELECT id FROM inventory_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE
+    )
+    UPDATE inventory_product AS product
+    SET available = product.available + released.quantity, updated_at = now()
+    FROM unnest(%s::bigint[], %s::integer[]) AS released(id, quantity)
+    WHERE product.id = released.id AND product.id IN (SELECT id FROM locked)
+"""
+
+
 def stock_release(*, order_ids: Sequence[int], reason: str) -> int:
     """Return the stock reserved for these orders, once each; returns the units released.
 
     Call inside a transaction. Writing the release rows first means the partial unique index
     decides which releases are new, so a repeated release adds nothing. Products are then
-    updated once each, in product-id order (the lock order every stock change uses).
+    updated in one statement, locked in product-id order (the lock order every stock change uses).
     """
     if not connection.in_atomic_block:
         raise RuntimeError("stock_release must run inside a transaction")
@@ -142,9 +156,7 @@ def stock_release(*, order_ids: Sequence[int], reason: str) -> int:
         cursor.execute(_RELEASE_LEDGER_SQL, [reason, list(order_ids)])
         for product_id, quantity in cursor.fetchall():
             released[product_id] += quantity
-        for product_id in sorted(released):
-            cursor.execute(
-                "UPDATE inventory_product SET available = available + %s, updated_at = now() WHERE id = %s",
-                [released[product_id], product_id],
-            )
+        if released:
+            product_ids = sorted(released)
+            cursor.execute(_RELEASE_STOCK_SQL, [product_ids, product_ids, [released[pk] for pk in product_ids]])
     return sum(released.values())

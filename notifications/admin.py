@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from core.admin_tools import ReadOnlyAdmin
+from core.admin_tools import EstimatedCountPaginator, ReadOnlyAdmin
+from core.errors import DomainError
 from notifications.models import (
     DeliveryAttempt,
     EmailNotification,
@@ -15,6 +19,7 @@ from notifications.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from notifications.services.resending import email_notification_resend, webhook_delivery_resend
 from notifications.services.webhooks import webhook_url_refusal
 from notifications.signing import webhook_secret_generate
 
@@ -54,10 +59,38 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return False  # deliveries keep their endpoint: deactivate it instead
 
 
+def _resend(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, ids: list[int], resend: Callable[[int], Any], noun: str
+) -> None:
+    """Resend each object through the service and report, per object, what happened."""
+    refused: dict[str, list[str]] = defaultdict(list)
+    queued: list[str] = []
+    for pk in ids:
+        try:
+            resend(pk)
+        except DomainError as exc:
+            refused[exc.message].append(str(pk))
+        else:
+            queued.append(str(pk))
+    if queued:
+        modeladmin.message_user(request, f"Resend queued for {noun} {', '.join(queued)}.", messages.SUCCESS)
+    for reason, refused_ids in refused.items():
+        modeladmin.message_user(request, f"Not resent, {reason}: {noun} {', '.join(refused_ids)}.", messages.WARNING)
+
+
+class ResendableAdmin(ReadOnlyAdmin):
+    """Records written by the system, which staff with the change permission may send again."""
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+
 class DeliveryAttemptInline(admin.TabularInline):
     model = DeliveryAttempt
-    fields = ["number", "attempted_at", "status_code", "duration_ms", "error", "retry_delay_seconds"]
-    readonly_fields = ["number", "attempted_at", "status_code", "duration_ms", "error", "retry_delay_seconds"]
+    fields = readonly_fields = (
+        "number", "attempted_at", "status_code", "duration_ms", "error", "response_body", "retry_delay_seconds",
+    )  # fmt: skip
     extra = 0
     can_delete = False
     ordering = ["number"]
@@ -66,16 +99,34 @@ class DeliveryAttemptInline(admin.TabularInline):
         return False
 
 
+@admin.action(description="Resend selected deliveries", permissions=["resend"])
+def resend_deliveries(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+    ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+    _resend(modeladmin, request, ids, lambda pk: webhook_delivery_resend(delivery_id=pk), "delivery(ies)")
+
+
+@admin.action(description="Resend selected e-mails", permissions=["resend"])
+def resend_emails(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[EmailNotification]) -> None:
+    ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+    _resend(modeladmin, request, ids, lambda pk: email_notification_resend(email_id=pk), "e-mail(s)")
+
+
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdmin):
+class WebhookDeliveryAdmin(ResendableAdmin):
     list_display = [
         "id", "event_type", "endpoint", "status", "attempt_count", "last_response_code",
         "created_at", "last_attempt_at", "next_attempt_at",
     ]  # fmt: skip
     list_filter = ["status"]
     list_select_related = ["event", "endpoint"]
-    search_fields = ["event__id", "endpoint__url"]
+    search_fields = ["=event__id", "endpoint__url"]
     inlines = [DeliveryAttemptInline]
+    actions = [resend_deliveries]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
+        return super().get_queryset(request).select_related("event", "endpoint")
 
     @admin.display(description="event type")
     def event_type(self, obj: WebhookDelivery) -> str:
@@ -83,11 +134,17 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(EmailNotification)
-class EmailNotificationAdmin(ReadOnlyAdmin):
-    list_display = ["id", "event_type", "recipient", "status", "attempt_count", "created_at", "sent_at"]
+class EmailNotificationAdmin(ResendableAdmin):
+    list_display = ["id", "event_type", "recipient", "status", "attempt_count", "last_error", "created_at", "sent_at"]
     list_filter = ["status"]
     list_select_related = ["event"]
-    search_fields = ["recipient", "event__id"]
+    search_fields = ["recipient", "=event__id"]
+    actions = [resend_emails]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EmailNotification]:
+        return super().get_queryset(request).select_related("event")
 
     @admin.display(description="event type")
     def event_type(self, obj: EmailNotification) -> str:
@@ -98,4 +155,6 @@ class EmailNotificationAdmin(ReadOnlyAdmin):
 class NotificationEventAdmin(ReadOnlyAdmin):
     list_display = ["id", "event_type", "created_at"]
     list_filter = ["event_type"]
-    search_fields = ["id"]
+    search_fields = ["=id"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False

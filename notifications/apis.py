@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAdminUser
@@ -14,6 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.openapi import raises
+from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.models import EventType, WebhookDelivery
 from notifications.selectors import webhook_delivery_list, webhook_endpoint_list
 from notifications.services import webhook_endpoint_create
@@ -90,6 +93,7 @@ class WebhookEndpointsApi(APIView):
         request=CreateInputSerializer,
         responses={201: CreateOutputSerializer},
     )
+    @raises(UnsafeWebhookUrl, InvalidEventTypes)
     def post(self, request: Request) -> Response:
         serializer = self.CreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -97,6 +101,9 @@ class WebhookEndpointsApi(APIView):
         return Response(self.CreateOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
 
+# The filters are a serializer validated by hand, which the library does not see.
+@extend_validation_errors(["invalid_choice", "blank", "null"], field_name="status", methods=["get"])
+@extend_validation_errors(["invalid", "min_value", "max_string_length", "null"], field_name="endpoint", methods=["get"])
 class WebhookDeliveryListApi(APIView):
     """Deliveries, newest first, with their status, last response code and attempt count."""
 

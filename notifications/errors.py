@@ -22,3 +22,9 @@ class NotificationGaveUp(Exception):
 
 class NotificationAttemptFailed(Exception):
     """The reason given to ``Task.retry``: this attempt failed and another one is scheduled."""
+
+
+class NotResendable(DomainError):
+    """A resend that could change nothing: already delivered, or to an endpoint turned off."""
+
+    code = "not_resendable"

@@ -73,6 +73,12 @@ class NotificationEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.event_type} {self.id}"
 
+    @property
+    def order_id(self) -> int | None:
+        """The id of the order the event is about, from the payload (for log lines)."""
+        value = self.payload.get("id") if isinstance(self.payload, dict) else None
+        return value if isinstance(value, int) else None
+
 
 class WebhookDelivery(models.Model):
     """One event to one endpoint. Its attempts are ``DeliveryAttempt`` rows."""

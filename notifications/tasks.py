@@ -16,7 +16,14 @@ from celery import Task, shared_task
 from django import db
 
 from notifications.errors import NotificationAttemptFailed, NotificationGaveUp
-from notifications.services import Outcome, SendResult, email_notification_send, webhook_delivery_send
+from notifications.metrics import delivery_count
+from notifications.services import (
+    Outcome,
+    SendResult,
+    email_notification_send,
+    notifications_fan_out,
+    webhook_delivery_send,
+)
 from notifications.services.outcomes import next_retry_in
 from notifications.webhook_client import Verdict
 
@@ -24,7 +31,7 @@ from notifications.webhook_client import Verdict
 DATABASE_OUTAGES = (db.OperationalError, db.InterfaceError)
 
 
-def _attempt(task: Task[Any, Any], send: Callable[[int], SendResult]) -> str:
+def _attempt(task: Task[Any, Any], channel: str, send: Callable[[int], SendResult]) -> str:
     attempt = task.request.retries + 1
     try:
         result = send(attempt)
@@ -33,6 +40,7 @@ def _attempt(task: Task[Any, Any], send: Callable[[int], SendResult]) -> str:
         if retry_in is None:
             raise
         raise task.retry(countdown=retry_in, exc=exc) from exc
+    delivery_count(channel, result.outcome)
     if result.outcome is Outcome.RETRY:
         raise task.retry(countdown=result.retry_in, exc=NotificationAttemptFailed(result.detail))
     if result.outcome is Outcome.GAVE_UP:
@@ -43,9 +51,22 @@ def _attempt(task: Task[Any, Any], send: Callable[[int], SendResult]) -> str:
 # Giving up is expected: logged without a traceback (the attempts are recorded in PostgreSQL).
 @shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
 def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int) -> str:
-    return _attempt(self, lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt))
+    return _attempt(self, "webhook", lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt))
 
 
 @shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
 def email_notification_send_task(self: Task[Any, Any], email_id: int) -> str:
-    return _attempt(self, lambda attempt: email_notification_send(email_id=email_id, attempt=attempt))
+    return _attempt(self, "email", lambda attempt: email_notification_send(email_id=email_id, attempt=attempt))
+
+
+@shared_task(
+    autoretry_for=DATABASE_OUTAGES,
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def notification_fan_out_task(events: list[list[Any]]) -> str:
+    """``events``: ``[event id, event type, recipient or None]`` each, as published."""
+    deliveries, emails = notifications_fan_out(events=events)
+    return f"{deliveries} deliveries, {emails} e-mails"

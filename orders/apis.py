@@ -5,6 +5,7 @@ from typing import Any
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
@@ -15,12 +16,15 @@ from rest_framework.views import APIView
 
 from core.auth import authenticated_user
 from core.idempotency import idempotent
+from core.openapi import raises
 from core.throttling import FailOpenUserRateThrottle
 from inventory.selectors import products_by_sku
 from orders.models import Actor, OrderStatus
-from orders.selectors import order_event_list, order_get, order_list
+from orders.selectors import OrderNotFound, order_check_visible, order_event_list, order_get, order_list
 from orders.serializers import OrderEventOutputSerializer, OrderOutputSerializer
 from orders.services import OrderItem, order_act, order_place, payment_callback_process
+from orders.services.payments import InvalidPaymentPayload, InvalidSignature
+from orders.services.transitions import InvalidTransition, TransitionNotPermitted
 
 MAX_LINES = 100
 MAX_QUANTITY = 1000
@@ -37,7 +41,10 @@ class OrderCreateThrottle(FailOpenUserRateThrottle):
     scope = "order_create"
 
 
+@extend_validation_errors(["invalid"], field_name="status", methods=["get"])
 class OrderListCreateApi(APIView):
+    pagination_class = PageNumberPagination
+
     class InputSerializer(serializers.Serializer[dict[str, Any]]):
         class Meta:
             ref_name = "OrderCreateInput"
@@ -86,7 +93,7 @@ class OrderListCreateApi(APIView):
         status_filter = request.query_params.get("status")
         if status_filter and status_filter not in OrderStatus.values:
             raise serializers.ValidationError({"status": [f"Unknown status {status_filter!r}."]})
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(order_list(user=request.user, status=status_filter), request, view=self)
         return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
 
@@ -112,14 +119,18 @@ class OrderListCreateApi(APIView):
 
 class OrderDetailApi(APIView):
     @extend_schema(responses=OrderOutputSerializer)
+    @raises(OrderNotFound)
     def get(self, request: Request, order_id: int) -> Response:
         return Response(OrderOutputSerializer(order_get(user=request.user, order_id=order_id)).data)
 
 
 class OrderEventListApi(APIView):
+    pagination_class = PageNumberPagination
+
     @extend_schema(responses=OrderEventOutputSerializer(many=True))
+    @raises(OrderNotFound)
     def get(self, request: Request, order_id: int) -> Response:
-        paginator = PageNumberPagination()
+        paginator = self.pagination_class()
         events = order_event_list(user=request.user, order_id=order_id)
         page = paginator.paginate_queryset(events, request, view=self)
         return paginator.get_paginated_response(OrderEventOutputSerializer(page, many=True).data)
@@ -131,11 +142,12 @@ class OrderActionApi(APIView):
     action_name = ""
 
     @extend_schema(request=None, responses=OrderOutputSerializer, parameters=[IDEMPOTENCY_KEY_PARAMETER])
+    @raises(OrderNotFound, TransitionNotPermitted, InvalidTransition)
     @idempotent
     def post(self, request: Request, order_id: int) -> Response:
-        order = order_get(user=request.user, order_id=order_id)  # another customer's order: 404
+        order_check_visible(user=request.user, order_id=order_id)  # another customer's order: 404
         actor = Actor.STAFF if request.user.is_staff else Actor.CUSTOMER
-        order = order_act(order_id=order.pk, name=self.action_name, actor=actor, actor_user=authenticated_user(request))
+        order = order_act(order_id=order_id, name=self.action_name, actor=actor, actor_user=authenticated_user(request))
         return Response(OrderOutputSerializer(order).data)
 
 
@@ -161,6 +173,7 @@ class PaymentWebhookApi(APIView):
             for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
         ],
     )
+    @raises(InvalidSignature, InvalidPaymentPayload)
     def post(self, request: Request) -> Response:
         result = payment_callback_process(body=request.body, headers=dict(request.headers))
         return Response({"result": result})

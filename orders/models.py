@@ -177,3 +177,16 @@ class PaymentWebhookReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.webhook_id} ({self.outcome})"
+
+
+def order_lines_cache(order: Order, lines: list[OrderLine]) -> None:
+    """Make ``order.lines.all()`` answer ``lines`` without a query, as ``prefetch_related`` would.
+
+    For lines already at hand: the ones placement just wrote (the order is serialised twice
+    right after placement), or the ones ``order_get`` read with their order in one query.
+    """
+    queryset = order.lines.all()
+    queryset._result_cache = lines
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
+    # Django's own prefetch cache (what prefetch_related fills); there is no public setter.
+    order._prefetched_objects_cache = {"lines": queryset}  # type: ignore[attr-defined]

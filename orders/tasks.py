@@ -3,6 +3,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from core.log_context import log_context_bind_order
 from orders.services import order_expire_overdue, order_reserve
 
 # Only an unreachable or failing database is worth retrying; any other error is a bug or bad
@@ -18,6 +19,7 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
     max_retries=8,
 )
 def order_reserve_task(order_id: int) -> str:
+    log_context_bind_order(order_id)
     return order_reserve(order_id=order_id)
 
 
@@ -25,6 +27,7 @@ def order_reserve_task(order_id: int) -> str:
 EXPIRY_SWEEP_TIME_BUDGET_SECONDS = 20.0
 
 
-@shared_task
+# Periodic: a failed sweep is acknowledged, not dead-lettered; the next tick sweeps again.
+@shared_task(acks_on_failure_or_timeout=True)
 def order_expire_overdue_task() -> int:
     return order_expire_overdue(time_budget_seconds=EXPIRY_SWEEP_TIME_BUDGET_SECONDS)

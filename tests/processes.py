@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -22,12 +24,46 @@ ROOT = Path(__file__).resolve().parent.parent
 # Every process started by the suite and not yet stopped, so a test can set aside the shared ones.
 RUNNING: set[Process] = set()
 
+# Prefix for every command the suite starts: the process gets SIGTERM when the test run that
+# started it dies, even by SIGKILL. Without it, a worker of an interrupted run would live on in a
+# session of its own and take the next run's messages from the test virtual host.
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"]
+
+
+def collect_static(env: dict[str, str]) -> None:
+    """``manage.py collectstatic`` into ``env["DJANGO_STATIC_ROOT"]``, for a gunicorn serving the admin."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+
 
 def reset_broker() -> None:
-    """Declare every queue of the test virtual host and purge them."""
+    """Declare every queue of the test virtual host, make sure no one else consumes, and purge them."""
     with Connection(app.conf.broker_url) as conn:
         queues.declare_topology(conn)
         channel = conn.default_channel
+
+        def strangers() -> dict[str, int]:
+            inspect: Any = conn.default_channel  # queue_declare answers (name, messages, consumers)
+            counts = {queue.name: inspect.queue_declare(queue.name, passive=True)[2] for queue in queues.WORK_QUEUES}
+            return {name: count for name, count in counts.items() if count}
+
+        # A consumer before the run's own workers start belongs to another run: it would take this
+        # run's messages and work on them with its own code and settings. One that is shutting down
+        # goes away within seconds.
+        try:
+            wait_until(lambda: not strangers(), timeout=30, interval=1, message="no consumers")
+        except AssertionError:
+            raise AssertionError(
+                f"other processes consume from the test virtual host ({strangers()} consumers by queue): "
+                "stop the workers of the other test run first"
+            ) from None
         for queue in (*queues.WORK_QUEUES, *queues.DEAD_LETTER_QUEUES):
             queue.bind(channel).purge()
         # Retries waiting in Celery's delayed-delivery queues from an earlier run, if any.
@@ -70,7 +106,7 @@ class Process:
     def start(self) -> None:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.argv,
+            [*DIE_WITH_PARENT, *self.argv],
             cwd=ROOT,
             env=self.env,
             stdout=self._log,
@@ -112,16 +148,28 @@ class Worker(Process):
         concurrency: int = 2,
         name: str = "w1",
         extra_env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         argv = [
             "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", str(concurrency),
-            "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle",
+            "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", *(args or []),
         ]  # fmt: skip
         super().__init__(argv, {**env, **(extra_env or {})}, log_dir / f"{name}.log")
 
     def start(self, timeout: float = 60) -> None:
+        # A restarted worker appends to the same log: wait for a new "ready", not the last run's.
+        readies = self.log().count(" ready.") if self.log_path.exists() else 0
         super().start()
-        wait_until(lambda: " ready." in self.log(), timeout=timeout, message="the worker to be ready")
+        wait_until(lambda: self.log().count(" ready.") > readies, timeout=timeout, message="the worker to be ready")
+
+    def metrics_url(self) -> str:
+        """Where this worker serves its metrics (the port it logged; WORKER_METRICS_PORT=0 in tests)."""
+        found = wait_until(
+            lambda: re.findall(r"Worker metrics at (http://\S+/metrics)", self.log()),
+            timeout=30,
+            message="the worker's metrics endpoint",
+        )
+        return found[-1]  # the log file is appended to across restarts
 
     def runs(self, task: str, task_id: str = "") -> int:
         """How many times this worker logged task ``task`` (with id ``task_id``, if given) as finished."""
@@ -177,8 +225,12 @@ class ProcessFactory:
         self.started.append(process)
         process.start()
 
-    def worker(self, *, name: str, concurrency: int = 2, env: dict[str, str] | None = None) -> Worker:
-        worker = Worker({**self.env, **(env or {})}, log_dir=self.log_dir, concurrency=concurrency, name=name)
+    def worker(
+        self, *, name: str, concurrency: int = 2, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> Worker:
+        worker = Worker(
+            {**self.env, **(env or {})}, log_dir=self.log_dir, concurrency=concurrency, name=name, args=args
+        )
         self._start(worker)
         return worker
 

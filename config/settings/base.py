@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "drf_standardized_errors",
     "django_guid",
+    "django_prometheus",
     "core",
     "inventory",
     "orders",
@@ -40,6 +41,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First and last: request counts and latencies of the whole stack (see /metrics).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -49,6 +52,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -127,8 +131,11 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "core.errors.exception_handler",
+    # drf-standardized-errors' AutoSchema, plus the domain errors each view declares (core.openapi)
+    "DEFAULT_SCHEMA_CLASS": "core.openapi.AutoSchema",
+    # drf-standardized-errors' own handler (its handler class is core.errors.ApiExceptionHandler,
+    # set below): its schema generator documents the error responses only for views using it.
+    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
     "DEFAULT_THROTTLE_RATES": {
         "order_create": env("ORDER_CREATE_RATE", default="60/min") or None,
     },
@@ -136,6 +143,10 @@ REST_FRAMEWORK = {
 
 DRF_STANDARDIZED_ERRORS: dict[str, object] = {
     "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": False,
+    # DRF's own answers, plus 503: any operation can meet a dependency outage (core.errors).
+    # 409 and 422 are documented where a view declares the domain errors behind them.
+    "ALLOWED_ERROR_STATUS_CODES": ["400", "401", "403", "404", "405", "406", "415", "429", "500", "503"],
+    "ERROR_SCHEMAS": {"503": "core.openapi.ErrorResponse503Serializer"},
 }
 
 SPECTACULAR_SETTINGS = {
@@ -162,6 +173,7 @@ SPECTACULAR_SETTINGS = {
         "ErrorCode415Enum": "drf_standardized_errors.openapi_serializers.ErrorCode415Enum.choices",
         "ErrorCode429Enum": "drf_standardized_errors.openapi_serializers.ErrorCode429Enum.choices",
         "ErrorCode500Enum": "drf_standardized_errors.openapi_serializers.ErrorCode500Enum.choices",
+        "ErrorCode503Enum": "core.openapi.SERVICE_UNAVAILABLE_CODES",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
@@ -214,15 +226,23 @@ LOG_FORMAT = env("LOG_FORMAT", default="text")  # "text" or "json"
 
 
 def request_id_filter(missing: str | None) -> Callable[[logging.LogRecord], bool]:
-    """A log filter that puts the current request's id on each record as ``request_id``.
+    """A log filter that puts the current request's id on each record as ``request_id``, and
+    the running task's id and order as ``task_id`` and ``order_id`` (core/log_context.py).
 
     The id is django-guid's: the caller's ``X-Request-ID`` or one made up for the request, and
-    also returned in the response's ``X-Request-ID`` header. Outside a request it is ``missing``.
+    also returned in the response's ``X-Request-ID`` header; a task carries the id of the request
+    that caused it. Outside a request or task it is ``missing``; outside a task the task id and
+    order id are None.
     """
-    from django_guid import get_guid  # imported when logging is configured, after settings load
+    # Imported when logging is configured, after settings load.
+    from django_guid import get_guid
+
+    from core.log_context import current_order_id, current_task_id
 
     def add_request_id(record: logging.LogRecord) -> bool:
         record.request_id = get_guid() or missing
+        record.task_id = current_task_id()
+        record.order_id = current_order_id()
         return True
 
     return add_request_id
@@ -232,7 +252,8 @@ def build_logging(log_format: str, level: str) -> dict[str, object]:
     """Logging config: one handler to stderr, every record carrying the request id.
 
     ``text`` is one readable line per record (development); ``json`` is one JSON object per line
-    with ``time``, ``level``, ``name``, ``message`` and ``request_id`` (production).
+    with ``time``, ``level``, ``name``, ``message``, ``request_id``, ``task_id`` and ``order_id``
+    (production).
     """
     if log_format not in ("text", "json"):
         raise ValueError(f"LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
@@ -242,7 +263,7 @@ def build_logging(log_format: str, level: str) -> dict[str, object]:
         },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "format": "%(levelname)s %(name)s %(message)s %(request_id)s",
+            "format": "%(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s %(order_id)s",
             "rename_fields": {"levelname": "level"},
             "timestamp": "time",  # ISO 8601 in UTC, to the microsecond
         },
@@ -277,6 +298,18 @@ def build_logging(log_format: str, level: str) -> dict[str, object]:
 
 
 LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)
+
+# --- Metrics (core/metrics.py) ----------------------------------------------------------------
+# Collectors of the gauges /metrics reads at scrape time, each app's own.
+METRICS_COLLECTORS = [
+    "core.metrics.QueueDepthCollector",
+    "core.metrics.OutboxCollector",
+    "orders.metrics.OrderDeskCollector",
+]
+# The worker's own endpoint: a port, or a range of which each worker takes the first free port
+# (several workers on one host); empty: no endpoint.
+WORKER_METRICS_PORT = env("WORKER_METRICS_PORT", default="9808")
+WORKER_METRICS_ADDRESS = env("WORKER_METRICS_ADDRESS", default="127.0.0.1")
 
 # --- Beat: periodic work. Every task here is safe to run twice at once (two beats). --------
 OUTBOX_RELAY_SECONDS = env.float("OUTBOX_RELAY_SECONDS", default=5)

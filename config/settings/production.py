@@ -40,6 +40,9 @@ SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 X_FRAME_OPTIONS = "DENY"
 
+# Prometheus scrapes the worker's endpoint from another machine.
+WORKER_METRICS_ADDRESS = env("WORKER_METRICS_ADDRESS", default="0.0.0.0")  # noqa: S104
+
 # One JSON object per line, for the log collector; LOG_FORMAT=text for a person reading along.
 LOG_FORMAT = env("LOG_FORMAT", default="json")
 LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)

@@ -21,3 +21,5 @@ REST_FRAMEWORK = {
 # (poison messages, failing tasks) through the environment; see tests/conftest.py.
 EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=None)
 CELERY_IMPORTS = env.list("TEST_CELERY_IMPORTS", default=[])
+# Test workers run beside each other and beside a development worker: any free port (logged).
+WORKER_METRICS_PORT = env("WORKER_METRICS_PORT", default="0")

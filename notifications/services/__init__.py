@@ -2,7 +2,12 @@
 
 from notifications.services.emails import email_notification_send
 from notifications.services.outcomes import Outcome, SendResult
-from notifications.services.publishing import Notification, notification_publish, notifications_publish
+from notifications.services.publishing import (
+    Notification,
+    notification_publish,
+    notifications_fan_out,
+    notifications_publish,
+)
 from notifications.services.webhooks import webhook_delivery_send, webhook_endpoint_create
 
 __all__ = [
@@ -11,6 +16,7 @@ __all__ = [
     "SendResult",
     "email_notification_send",
     "notification_publish",
+    "notifications_fan_out",
     "notifications_publish",
     "webhook_delivery_send",
     "webhook_endpoint_create",

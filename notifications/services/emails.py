@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from core.log_context import log_context_bind_order
 from notifications.emails import classify_email_error, email_message_build
 from notifications.lock_objects import email_notification_lock, send_lock
 from notifications.models import EmailNotification
@@ -30,6 +31,7 @@ def email_notification_send(*, email_id: int, attempt: int) -> SendResult:
             return SendResult(Outcome.SKIPPED, "another worker is sending this e-mail")
         with transaction.atomic(durable=True):
             notification = email_notification_lock(email_id=email_id)
+            log_context_bind_order(notification.event.order_id)
             if notification.status == EmailNotification.Status.SENT:
                 return SendResult(Outcome.SKIPPED, "already sent")
         error = ""

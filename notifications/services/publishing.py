@@ -1,12 +1,16 @@
-"""The boundary with the apps that produce events: ``notification_publish`` and its batch form."""
+"""The boundary with the apps that produce events: ``notifications_publish``, and the fan-out
+of events to their webhook deliveries and e-mails that a worker does after the commit."""
 
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from core.outbox import OutboxTask, outbox_enqueue_many
 from notifications.models import (
@@ -20,6 +24,7 @@ from notifications.selectors import webhook_endpoint_list_subscribed
 
 WEBHOOK_DELIVERY_TASK = "notifications.tasks.webhook_delivery_send_task"
 EMAIL_NOTIFICATION_TASK = "notifications.tasks.email_notification_send_task"
+FAN_OUT_TASK = "notifications.tasks.notification_fan_out_task"
 
 
 @dataclass(frozen=True)
@@ -29,14 +34,26 @@ class Notification:
     email: str | None
 
 
-def notifications_publish(*, notifications: Sequence[Notification]) -> list[NotificationEvent]:
-    """Record events and queue their webhook deliveries and customer e-mails.
+def notifications_publish(
+    *, notifications: Sequence[Notification], enqueue_with: Sequence[OutboxTask] = ()
+) -> list[NotificationEvent]:
+    """Record events, and their webhook deliveries and e-mails or the task that creates them.
 
-    Call inside the business transaction that makes the change the events report: each event,
-    one delivery per active endpoint subscribed to its type, the e-mail (for the event types
-    that mail the customer, when an address is given) and their task messages commit with that
-    change or not at all, and nothing is sent before the commit. Rows are written in bulk, so a
-    batch of events (the expiry sweeper's) costs a handful of statements.
+    Call inside the business transaction that makes the change the events report: what is
+    written here commits with that change or not at all, and nothing is sent before the commit.
+    ``enqueue_with`` are the caller's own follow-up tasks: they go into the outbox in the same
+    statement as the notification tasks.
+
+    The fan-out (one delivery per active endpoint subscribed to the event's type, one e-mail
+    for the types that mail the customer, and their send tasks) is done by a worker
+    (:func:`notifications_fan_out`) whenever that spares the transaction more than the extra
+    task message costs:
+
+    - a batch (the expiry sweeper's) is fanned out by one task for the whole batch;
+    - a single event writes its e-mail and that e-mail's send task here (one row; a fan-out
+      message would cost more), and has its deliveries fanned out by a task only if some
+      active endpoint is subscribed to its type (one indexed lookup), so an order placed with
+      no merchant endpoint sends no extra message at all.
 
     ``payload`` is the order as the API shows it, JSON-ready. An event's id is the
     ``webhook-id`` and the body's ``id``: the same for every endpoint and every attempt.
@@ -49,26 +66,106 @@ def notifications_publish(*, notifications: Sequence[Notification]) -> list[Noti
     events = NotificationEvent.objects.bulk_create(
         NotificationEvent(event_type=n.event_type, payload=n.payload) for n in notifications
     )
-    endpoints = {
-        event_type: list(webhook_endpoint_list_subscribed(event_type=event_type))
-        for event_type in {n.event_type for n in notifications}
-    }
-    deliveries = WebhookDelivery.objects.bulk_create(
-        WebhookDelivery(event=event, endpoint=endpoint) for event in events for endpoint in endpoints[event.event_type]
-    )
-    emails = EmailNotification.objects.bulk_create(
-        EmailNotification(event=event, recipient=n.email)
-        for event, n in zip(events, notifications, strict=True)
-        if n.email and n.event_type in EMAIL_EVENT_TYPES
-    )
-    outbox_enqueue_many(
-        [OutboxTask(WEBHOOK_DELIVERY_TASK, [delivery.pk]) for delivery in deliveries]
-        + [OutboxTask(EMAIL_NOTIFICATION_TASK, [email.pk]) for email in emails]
-    )
+    recipients = [n.email if n.email and n.event_type in EMAIL_EVENT_TYPES else None for n in notifications]
+    tasks = list(enqueue_with)
+    if len(events) > 1:
+        fan_out = [[str(e.id), e.event_type, recipient] for e, recipient in zip(events, recipients, strict=True)]
+        tasks.append(OutboxTask(FAN_OUT_TASK, [fan_out]))
+    elif events:
+        (event,), (recipient,) = events, recipients
+        if webhook_endpoint_list_subscribed(event_type=event.event_type).exists():
+            tasks.append(OutboxTask(FAN_OUT_TASK, [[[str(event.id), event.event_type, None]]]))
+        if recipient:
+            email = EmailNotification.objects.create(event=event, recipient=recipient)
+            tasks.append(OutboxTask(EMAIL_NOTIFICATION_TASK, [email.pk]))
+    outbox_enqueue_many(tasks)
     return events
 
 
-def notification_publish(*, event_type: str, payload: dict[str, Any], email: str | None) -> NotificationEvent:
+def notification_publish(
+    *, event_type: str, payload: dict[str, Any], email: str | None, enqueue_with: Sequence[OutboxTask] = ()
+) -> NotificationEvent:
     """:func:`notifications_publish` for one event."""
-    (event,) = notifications_publish(notifications=[Notification(event_type, payload, email)])
+    (event,) = notifications_publish(
+        notifications=[Notification(event_type, payload, email)], enqueue_with=enqueue_with
+    )
     return event
+
+
+# Inserts that skip the rows already there and return only the new ones, so a fan-out that runs
+# again (a redelivered or relayed message) queues no second send of anything.
+_INSERT_DELIVERIES = f"""
+    INSERT INTO {WebhookDelivery._meta.db_table}
+        (event_id, endpoint_id, status, attempt_count, last_error, created_at, updated_at)
+    SELECT event_id, endpoint_id, %(status)s, 0, '', %(now)s, %(now)s
+    FROM unnest(%(event_ids)s::uuid[], %(endpoint_ids)s::bigint[]) AS new (event_id, endpoint_id)
+    ORDER BY event_id, endpoint_id
+    ON CONFLICT (event_id, endpoint_id) DO NOTHING
+    RETURNING id
+"""  # noqa: S608 - the table name is the model's, the values are parameters
+_INSERT_EMAILS = f"""
+    INSERT INTO {EmailNotification._meta.db_table}
+        (event_id, recipient, status, attempt_count, last_error, created_at, updated_at)
+    SELECT event_id, recipient, %(status)s, 0, '', %(now)s, %(now)s
+    FROM unnest(%(event_ids)s::uuid[], %(recipients)s::text[]) AS new (event_id, recipient)
+    ORDER BY event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING id
+"""  # noqa: S608
+
+
+def _insert_returning_ids(sql: str, params: dict[str, Any]) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def notifications_fan_out(*, events: Sequence[Sequence[Any]]) -> tuple[int, int]:
+    """Create the deliveries and e-mails of published events and queue their sends.
+
+    ``events`` are ``[event id, event type, recipient or None]`` as :func:`notifications_publish`
+    recorded them. One delivery per active endpoint subscribed to the event's type when this
+    runs, one e-mail per event with a recipient. Idempotent: the unique constraints (one
+    delivery per event and endpoint, one e-mail per event) let a repeated run create nothing
+    and queue nothing. Returns the numbers of deliveries and e-mails created.
+    """
+    now = timezone.now()
+    by_type: dict[str, list[uuid.UUID]] = defaultdict(list)
+    for event_id, event_type, _ in events:
+        by_type[event_type].append(uuid.UUID(event_id))
+    with transaction.atomic(durable=True):
+        delivery_events: list[uuid.UUID] = []
+        delivery_endpoints: list[int] = []
+        for event_type, event_ids in by_type.items():
+            endpoint_ids = list(webhook_endpoint_list_subscribed(event_type=event_type).values_list("id", flat=True))
+            for event_id in event_ids:
+                delivery_events += [event_id] * len(endpoint_ids)
+                delivery_endpoints += endpoint_ids
+        deliveries = []
+        if delivery_events:
+            deliveries = _insert_returning_ids(
+                _INSERT_DELIVERIES,
+                {
+                    "status": WebhookDelivery.Status.PENDING,
+                    "now": now,
+                    "event_ids": delivery_events,
+                    "endpoint_ids": delivery_endpoints,
+                },
+            )
+        mailed = [(uuid.UUID(event_id), recipient) for event_id, _, recipient in events if recipient]
+        emails = []
+        if mailed:
+            emails = _insert_returning_ids(
+                _INSERT_EMAILS,
+                {
+                    "status": EmailNotification.Status.PENDING,
+                    "now": now,
+                    "event_ids": [event_id for event_id, _ in mailed],
+                    "recipients": [recipient for _, recipient in mailed],
+                },
+            )
+        outbox_enqueue_many(
+            [OutboxTask(WEBHOOK_DELIVERY_TASK, [delivery_id]) for delivery_id in deliveries]
+            + [OutboxTask(EMAIL_NOTIFICATION_TASK, [email_id]) for email_id in emails]
+        )
+    return len(deliveries), len(emails)

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.log_context import log_context_bind_order
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.lock_objects import send_lock, webhook_delivery_lock
 from notifications.models import DeliveryAttempt, EventType, WebhookDelivery, WebhookEndpoint
@@ -87,6 +88,7 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
             return SendResult(Outcome.SKIPPED, "another worker is sending this delivery")
         with transaction.atomic(durable=True):
             delivery = webhook_delivery_lock(delivery_id=delivery_id)
+            log_context_bind_order(delivery.event.order_id)
             if delivery.status == WebhookDelivery.Status.SUCCEEDED:
                 return SendResult(Outcome.SKIPPED, "already delivered")
             if not delivery.endpoint.active:

@@ -15,6 +15,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from core.errors import DomainError
 from orders.error_codes import OrderErrorCode
 from orders.lock_objects import order_lock
+from orders.metrics import payment_callbacks_counted
 from orders.models import Actor, Order, OrderEvent, OrderStatus, PaymentWebhookReceipt
 from orders.services.transitions import order_transition
 
@@ -71,6 +72,7 @@ def payment_callback_verify(*, body: bytes, headers: dict[str, str]) -> PaymentC
     return PaymentCallback(webhook_id, event_type, order_id, amount, currency.upper(), payload)
 
 
+@payment_callbacks_counted
 def payment_callback_process(*, body: bytes, headers: dict[str, str]) -> str:
     """Apply a verified callback once per webhook-id; returns the outcome.
 

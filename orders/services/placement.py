@@ -6,10 +6,11 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from core.outbox import outbox_enqueue
+from core.outbox import OutboxTask
 from inventory.models import Product
 from notifications.services import notification_publish
-from orders.models import Actor, Order, OrderEvent, OrderLine, OrderStatus
+from orders.metrics import order_created_count
+from orders.models import Actor, Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
 from orders.serializers import order_payload
 from orders.services.reservation import RESERVE_TASK
 
@@ -27,9 +28,12 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
     Items must already be validated (known, active, distinct products in one currency).
     """
     total = sum((item.product.price * item.quantity for item in items), Decimal("0"))
-    with transaction.atomic():
+    # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):
+    # nothing catches a failure here to carry on, so it aborts the whole transaction anyway,
+    # and the savepoint would cost two statements per order.
+    with transaction.atomic(savepoint=False):
         order = Order.objects.create(customer=customer, email=email, currency=items[0].product.currency, total=total)
-        OrderLine.objects.bulk_create(
+        lines = OrderLine.objects.bulk_create(
             OrderLine(
                 order=order,
                 product=item.product,
@@ -40,6 +44,7 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
             )
             for item in items
         )
+        order_lines_cache(order, lines)
         OrderEvent.objects.create(
             order=order,
             from_status="",
@@ -49,6 +54,11 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
             reason="order placed",
             created_at=order.created_at,
         )
-        outbox_enqueue(task_name=RESERVE_TASK, args=[order.pk])
-        notification_publish(event_type="order.pending", payload=order_payload(order), email=email)
+        notification_publish(
+            event_type="order.pending",
+            payload=order_payload(order),
+            email=email,
+            enqueue_with=[OutboxTask(RESERVE_TASK, [order.pk])],  # one outbox statement for both tasks
+        )
+        order_created_count()
     return order

@@ -8,6 +8,7 @@ from core.outbox import outbox_enqueue
 from inventory.models import Product
 from inventory.services import StockUnavailable, stock_reserve
 from orders.lock_objects import order_lock
+from orders.metrics import reservation_count
 from orders.models import Actor, Order, OrderStatus
 from orders.services.transitions import order_transition
 
@@ -29,6 +30,7 @@ def order_reserve(*, order_id: int) -> str:
             logger.warning("Reservation for unknown order %s ignored", order_id)
             return "missing"
         if order.status != OrderStatus.PENDING:
+            reservation_count("skipped")
             return str(order.status)
         lines = list(order.lines.values_list("product_id", "quantity", "sku"))
         try:
@@ -48,6 +50,8 @@ def order_reserve(*, order_id: int) -> str:
             )
         else:
             order_transition(order=order, name="reserve", actor=Actor.SYSTEM, reason="stock reserved")
+        reservation_count(str(order.status))
+        logger.info("Order %s %s", order.pk, order.status)
         return str(order.status)
 
 

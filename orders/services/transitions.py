@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, can_proceed
 
@@ -15,6 +16,7 @@ from inventory.services import stock_release
 from notifications.services import Notification, notifications_publish
 from orders.error_codes import OrderErrorCode
 from orders.lock_objects import order_lock
+from orders.metrics import transitions_count
 from orders.models import Actor, Order, OrderEvent, OrderStatus
 from orders.serializers import orders_payload
 
@@ -108,6 +110,7 @@ def orders_transition(
             for order, payload in zip(orders, orders_payload(orders), strict=True)
         ]
     )
+    transitions_count(list(from_statuses.values()), str(orders[0].status))
     return events
 
 
@@ -133,5 +136,7 @@ def order_act(*, order_id: int, name: str, actor: Actor, actor_user: User | None
         raise InvalidTransition(f"Unknown action {name!r}.")
     with transaction.atomic():
         order = order_lock(order_id=order_id)
+        # Read once under the lock: the event's payload and the caller's answer both show them.
+        prefetch_related_objects([order], "lines")
         order_transition(order=order, name=name, actor=actor, actor_user=actor_user)
     return order

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import processes
 from tests.processes import ROOT, Gunicorn, free_port, wait_until
 
 
@@ -39,15 +40,7 @@ def production_env(service_env: dict[str, str], static_root: Path) -> dict[str, 
 @pytest.fixture(scope="module")
 def production_server(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gunicorn]:
     env = production_env(service_env, tmp_path_factory.mktemp("staticfiles"))
-    collectstatic = subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert collectstatic.returncode == 0, collectstatic.stderr
+    processes.collect_static(env)
     server = Gunicorn(env, log_dir=tmp_path_factory.mktemp("gunicorn"), port=free_port())
     server.start()
     yield server

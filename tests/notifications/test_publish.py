@@ -1,4 +1,5 @@
-"""``notification_publish``: the boundary the orders app calls inside its transactions."""
+"""``notification_publish``, the boundary the orders app calls inside its transactions, and the
+fan-out task it queues (run here in-process with ``apply``; the flow tests run it in workers)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from django.db import IntegrityError, transaction
 
 from config.celery_app import app
 from core.models import OutboxMessage
+from core.outbox import OutboxTask
 from notifications.errors import InvalidEventTypes
 from notifications.models import (
     EmailNotification,
@@ -15,9 +17,64 @@ from notifications.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from notifications.services import notification_publish, webhook_endpoint_create
-from notifications.services.publishing import EMAIL_NOTIFICATION_TASK, WEBHOOK_DELIVERY_TASK
+from notifications.services import Notification, notification_publish, notifications_publish, webhook_endpoint_create
+from notifications.services.publishing import EMAIL_NOTIFICATION_TASK, FAN_OUT_TASK, WEBHOOK_DELIVERY_TASK
+from notifications.tasks import notification_fan_out_task
 from tests.notifications.factories import WebhookEndpointFactory, order_payload
+
+
+def publish_and_fan_out(event_type: str, email: str | None) -> NotificationEvent:
+    """Publish as a business transaction does, then run the fan-out task it queued, if any."""
+    event = notification_publish(event_type=event_type, payload=order_payload(), email=email)
+    for message in OutboxMessage.objects.filter(task_name=FAN_OUT_TASK):
+        notification_fan_out_task.apply(args=message.args)
+    return event
+
+
+def fan_out_message() -> OutboxMessage:
+    return OutboxMessage.objects.get(task_name=FAN_OUT_TASK)
+
+
+def send_messages() -> set[tuple[str, tuple[int, ...]]]:
+    return {(m.task_name, tuple(m.args)) for m in OutboxMessage.objects.exclude(task_name=FAN_OUT_TASK)}
+
+
+@pytest.mark.django_db
+def test_a_single_event_writes_its_email_and_leaves_its_deliveries_to_the_fan_out_task():
+    # given subscribed endpoints
+    WebhookEndpointFactory.create_batch(3, events=["order.reserved"])
+
+    # when a reservation is published
+    event = notification_publish(event_type="order.reserved", payload=order_payload(), email="c@example.com")
+
+    # then the event, its e-mail and its send task are written, and one fan-out task for the deliveries
+    assert NotificationEvent.objects.get() == event
+    assert event.payload == order_payload()
+    email = EmailNotification.objects.get(event=event)
+    assert send_messages() == {(EMAIL_NOTIFICATION_TASK, (email.pk,))}
+    assert fan_out_message().args == [[[str(event.id), "order.reserved", None]]]
+    assert not WebhookDelivery.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_single_event_without_subscribed_endpoints_queues_no_fan_out():
+    WebhookEndpointFactory.create(events=["order.paid"])
+    WebhookEndpointFactory.create(events=["order.pending"], active=False)
+
+    notification_publish(event_type="order.pending", payload=order_payload(), email="c@example.com")
+
+    assert not OutboxMessage.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_callers_tasks_share_the_outbox_statement(django_assert_num_queries):
+    WebhookEndpointFactory.create(events=["order.pending"])
+    task = OutboxTask("orders.tasks.order_reserve_task", [42])
+
+    with django_assert_num_queries(3):  # event, subscribed endpoints, outbox
+        notification_publish(event_type="order.pending", payload=order_payload(), email=None, enqueue_with=[task])
+
+    assert {m.task_name for m in OutboxMessage.objects.all()} == {task.task_name, FAN_OUT_TASK}
 
 
 @pytest.mark.django_db
@@ -30,20 +87,60 @@ def test_an_event_gets_one_delivery_per_active_subscribed_endpoint_and_one_email
     WebhookEndpointFactory.create(events=["order.paid"])
     WebhookEndpointFactory.create(events=["order.reserved"], active=False)
 
-    # when a reservation is published
-    event = notification_publish(event_type="order.reserved", payload=order_payload(), email="c@example.com")
+    # when a reservation is published and fanned out
+    event = publish_and_fan_out("order.reserved", "c@example.com")
 
-    # then it is recorded with one delivery per subscribed active endpoint and one e-mail
-    assert NotificationEvent.objects.get() == event
-    assert event.payload == order_payload()
+    # then it has one delivery per subscribed active endpoint and one e-mail
     deliveries = WebhookDelivery.objects.filter(event=event)
     assert sorted(d.endpoint_id for d in deliveries) == sorted(e.pk for e in subscribed)
     assert all(d.status == WebhookDelivery.Status.PENDING for d in deliveries)
     email = EmailNotification.objects.get(event=event)
     assert email.recipient == "c@example.com"
+    assert email.status == EmailNotification.Status.PENDING
     # and one task message per delivery and e-mail waits in the outbox
-    messages = {(m.task_name, tuple(m.args)) for m in OutboxMessage.objects.all()}
-    assert messages == {(WEBHOOK_DELIVERY_TASK, (d.pk,)) for d in deliveries} | {(EMAIL_NOTIFICATION_TASK, (email.pk,))}
+    assert send_messages() == {(WEBHOOK_DELIVERY_TASK, (d.pk,)) for d in deliveries} | {
+        (EMAIL_NOTIFICATION_TASK, (email.pk,))
+    }
+
+
+@pytest.mark.django_db
+def test_a_repeated_fan_out_creates_and_queues_nothing_more():
+    # given an event fanned out once to two endpoints and an e-mail
+    WebhookEndpointFactory.create_batch(2, events=["order.paid"])
+    publish_and_fan_out("order.paid", "c@example.com")
+    before = OutboxMessage.objects.count()
+
+    # when its fan-out message is delivered again (relay, redelivery)
+    result = notification_fan_out_task.apply(args=fan_out_message().args).get()
+
+    # then nothing new is created or queued
+    assert result == "0 deliveries, 0 e-mails"
+    assert WebhookDelivery.objects.count() == 2
+    assert EmailNotification.objects.count() == 1
+    assert OutboxMessage.objects.count() == before
+
+
+@pytest.mark.django_db
+def test_a_batch_is_fanned_out_by_one_task(django_assert_num_queries):
+    # given an endpoint subscribed to expiries
+    WebhookEndpointFactory.create(events=["order.expired"])
+
+    # when the sweeper publishes a batch, only the events and one task are written
+    with django_assert_num_queries(2):
+        events = notifications_publish(
+            notifications=[Notification("order.expired", order_payload(), f"c{i}@example.com") for i in range(3)]
+        )
+    assert not EmailNotification.objects.exists()
+
+    # then the task creates every delivery and e-mail, and queues their sends
+    notification_fan_out_task.apply(args=fan_out_message().args)
+    assert WebhookDelivery.objects.filter(event__in=events).count() == 3
+    assert sorted(EmailNotification.objects.values_list("recipient", flat=True)) == [
+        "c0@example.com",
+        "c1@example.com",
+        "c2@example.com",
+    ]
+    assert len(send_messages()) == 6
 
 
 @pytest.mark.django_db
@@ -51,7 +148,7 @@ def test_an_event_gets_one_delivery_per_active_subscribed_endpoint_and_one_email
 def test_events_that_do_not_mail_the_customer_send_no_email(event_type):
     WebhookEndpointFactory.create(events=[event_type])
 
-    notification_publish(event_type=event_type, payload=order_payload(), email="c@example.com")
+    publish_and_fan_out(event_type, "c@example.com")
 
     assert not EmailNotification.objects.exists()
     assert WebhookDelivery.objects.count() == 1
@@ -59,10 +156,10 @@ def test_events_that_do_not_mail_the_customer_send_no_email(event_type):
 
 @pytest.mark.django_db
 def test_no_email_without_an_address():
-    notification_publish(event_type="order.paid", payload=order_payload(), email=None)
+    publish_and_fan_out("order.paid", None)
 
     assert not EmailNotification.objects.exists()
-    assert not OutboxMessage.objects.exists()
+    assert not send_messages()
 
 
 @pytest.mark.django_db
@@ -74,7 +171,7 @@ def test_an_unknown_event_type_is_refused():
 @pytest.mark.django_db
 def test_one_delivery_per_event_and_endpoint_and_one_email_per_event_are_enforced():
     endpoint = WebhookEndpointFactory.create()
-    event = notification_publish(event_type="order.paid", payload=order_payload(), email="c@example.com")
+    event = publish_and_fan_out("order.paid", "c@example.com")
 
     with pytest.raises(IntegrityError), transaction.atomic():
         WebhookDelivery.objects.create(event=event, endpoint=endpoint)
@@ -121,7 +218,7 @@ def test_every_event_type_of_the_contract_is_known():
 def test_the_tasks_exist_and_run_on_the_notifications_queue():
     app.loader.import_default_modules()  # what a worker does at start (autodiscovery)
 
-    for name in (WEBHOOK_DELIVERY_TASK, EMAIL_NOTIFICATION_TASK):
+    for name in (FAN_OUT_TASK, WEBHOOK_DELIVERY_TASK, EMAIL_NOTIFICATION_TASK):
         assert name in app.tasks
         assert app.amqp.router.route({}, name)["queue"].name == "notifications"
 

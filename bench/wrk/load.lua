@@ -1,0 +1,103 @@
+-- Load for the benchmarks: wrk -s bench/wrk/load.lua URL -- TOKEN QUOTA KIND [VALUES...]
+--
+-- KIND order SKU...       POST /api/v1/orders/, one line of a random SKU of the list
+-- KIND write              POST /bench/write/ (the write baseline)
+-- KIND read PREFIX LO HI  GET PREFIX<id>/ for ids picked at random in LO..HI
+--
+-- QUOTA 0 runs for wrk's duration. QUOTA N sends exactly N requests of KIND (shared out over
+-- the threads) and stops each thread once its share is answered; while the last answers are
+-- awaited, its idle connections send GET /healthz (answered 200, not counted). A request lost
+-- to a socket error is never answered: a thread gives up waiting GIVE_UP seconds after its last
+-- request (wrk's --timeout is shorter), and the caller counts what was created. wrk itself
+-- runs until its duration is over, so a stopped thread prints "thread-done" and the caller
+-- interrupts wrk (SIGINT, on which it prints its results) once every thread is done.
+-- done() prints one JSON line with the counts and latency percentiles (microseconds).
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  next_id = next_id + 1
+  thread:set("id", next_id)
+  table.insert(threads, thread)
+end
+
+local token, quota, kind, values
+-- Globals, so done() can read them from each thread with thread:get().
+sent, answered, failed = 0, 0, 0
+local all_sent_at = nil
+local GIVE_UP = 35
+local bodies = {}
+
+function init(args)
+  token = args[1]
+  local total = tonumber(args[2])
+  kind = args[3]
+  values = {}
+  for i = 4, #args do values[#values + 1] = args[i] end
+  local nthreads = tonumber(os.getenv("WRK_THREADS") or "1")
+  local id = wrk.thread:get("id")
+  quota = math.floor(total / nthreads)
+  if id <= total % nthreads then quota = quota + 1 end
+  if total == 0 then quota = 0 end
+  wrk.headers["Authorization"] = "Token " .. token
+  wrk.headers["Content-Type"] = "application/json"
+  if kind == "order" then
+    for i, sku in ipairs(values) do
+      bodies[i] = '{"items": [{"sku": "' .. sku .. '", "quantity": 1}]}'
+    end
+  end
+  math.randomseed(os.time() + id)
+end
+
+function request()
+  if quota > 0 and sent >= quota then
+    all_sent_at = all_sent_at or os.time()
+    return wrk.format("GET", "/healthz")
+  end
+  sent = sent + 1
+  if kind == "order" then
+    return wrk.format("POST", "/api/v1/orders/", nil, bodies[math.random(#bodies)])
+  elseif kind == "write" then
+    return wrk.format("POST", "/bench/write/", nil, '{"items": [{"sku": "BENCH", "quantity": 1}]}')
+  else
+    local id = math.random(tonumber(values[2]), tonumber(values[3]))
+    return wrk.format("GET", values[1] .. id .. "/")
+  end
+end
+
+local finished = false
+
+function thread_done()
+  if not finished then
+    finished = true
+    io.write("thread-done\n")
+    io.stdout:flush()
+  end
+  wrk.thread:stop()
+end
+
+function response(status, headers, body)
+  if quota > 0 and status == 200 then  -- an idle connection's /healthz
+    if os.time() - all_sent_at > GIVE_UP then thread_done() end
+    return
+  end
+  answered = answered + 1
+  if status >= 400 then failed = failed + 1 end
+  if quota > 0 and answered >= quota then thread_done() end
+end
+
+function done(summary, latency, requests)
+  local total_answered, total_failed = 0, 0
+  for _, thread in ipairs(threads) do
+    total_answered = total_answered + thread:get("answered")
+    total_failed = total_failed + thread:get("failed")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "answered": %d, "failed": %d, "duration_us": %d, "connect_errors": %d, ' ..
+    '"read_errors": %d, "write_errors": %d, "status_errors": %d, "timeouts": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, total_answered, total_failed, summary.duration, e.connect, e.read, e.write, e.status,
+    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end

@@ -1,0 +1,260 @@
+"""Prometheus metrics plumbing: the ``/metrics`` view, the worker's endpoint, task metrics.
+
+Counters and histograms are module-level ``prometheus_client`` objects, each app defining its
+own in ``<app>/metrics.py``; under gunicorn and Celery's prefork pool they are kept in
+multiprocess mode (core/metrics_files.py), and the endpoints read the files of every process.
+Gauges of the system's state (queue depths, outbox backlog, orders per status) are not kept by
+any process: they are read when Prometheus scrapes, from cached readings, by the collectors
+listed in the ``METRICS_COLLECTORS`` setting. Only the web endpoint serves them, so a worker
+scrape never touches the database or the broker.
+
+Every name starts with ``orderservice_``. Labels take a small, fixed set of values (a status,
+an outcome, a queue or task name), never an order, user, product or endpoint id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from celery import signals
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from core import log_context
+from core.metrics_files import MULTIPROC_ENV
+from core.operations import outbox_backlog, queue_depths
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "orderservice"
+
+# Task run times: from a few milliseconds (a reservation) to the expiry sweep's 20 s budget and
+# a webhook's 15 s of timeouts.
+TASK_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, float("inf"))
+
+TASK_RUNS = Counter(
+    "task_runs",
+    "Task runs, by task and how the run ended: succeeded, failed (for good), retried.",
+    ["task", "outcome"],
+    namespace=NAMESPACE,
+)
+TASK_DURATION = Histogram(
+    "task_run_duration_seconds",
+    "Time a task run took, by task.",
+    ["task"],
+    namespace=NAMESPACE,
+    buckets=TASK_DURATION_BUCKETS,
+)
+DEAD_LETTERED = Counter(
+    "messages_dead_lettered",
+    "Messages the worker sent to a dead-letter queue, by work queue and reason: failed (the task "
+    "failed for good) or undecodable. Messages the broker dead-letters itself (delivery limit) "
+    "show in orderservice_dead_letter_queue_messages only.",
+    ["queue", "reason"],
+    namespace=NAMESPACE,
+)
+
+# Celery task states as the outcome label of TASK_RUNS.
+_TASK_OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
+
+
+def count_after_commit(counter: Any, amount: float = 1) -> None:
+    """Add ``amount`` to ``counter`` (a metric or a labelled child) once the current transaction
+    commits, so a rolled-back change is never counted. Outside a transaction: at once."""
+    transaction.on_commit(functools.partial(counter.inc, amount))
+
+
+# --- Scrape-time gauges ---------------------------------------------------------------------
+
+
+class QueueDepthCollector(Collector):
+    """Ready messages and consumers of every work and dead-letter queue, read (cached) from
+    RabbitMQ when Prometheus scrapes. RabbitMQ unreachable: no depth samples, and
+    ``orderservice_broker_reachable`` 0."""
+
+    def collect(self) -> Iterator[Metric]:
+        depths = queue_depths()
+        reachable = GaugeMetricFamily(
+            f"{NAMESPACE}_broker_reachable", "1 if RabbitMQ answered the queue-depth reading, else 0."
+        )
+        messages = GaugeMetricFamily(f"{NAMESPACE}_queue_messages", "Messages ready in a work queue.", labels=["queue"])
+        consumers = GaugeMetricFamily(
+            f"{NAMESPACE}_queue_consumers", "Consumers (worker processes) of a work queue.", labels=["queue"]
+        )
+        dead = GaugeMetricFamily(
+            f"{NAMESPACE}_dead_letter_queue_messages", "Messages in a dead-letter queue.", labels=["queue"]
+        )
+        for depth in depths:
+            if depth.messages is None:
+                continue  # no sample rather than a made-up zero
+            if depth.dead_letter:
+                dead.add_metric([depth.name], depth.messages)
+            else:
+                messages.add_metric([depth.name], depth.messages)
+                consumers.add_metric([depth.name], depth.consumers or 0)
+        reachable.add_metric([], 0 if any(depth.messages is None for depth in depths) else 1)
+        yield from (reachable, messages, consumers, dead)
+
+
+class OutboxCollector(Collector):
+    """The outbox backlog, read (cached) from PostgreSQL when Prometheus scrapes."""
+
+    def collect(self) -> Iterator[Metric]:
+        backlog = outbox_backlog()
+        unpublished = GaugeMetricFamily(
+            f"{NAMESPACE}_outbox_unpublished_messages", "Outbox rows not yet published to RabbitMQ."
+        )
+        unpublished.add_metric([], backlog.unpublished)
+        oldest = GaugeMetricFamily(
+            f"{NAMESPACE}_outbox_oldest_unpublished_age_seconds",
+            "Age of the oldest outbox row not yet published; 0 when there is none.",
+        )
+        oldest.add_metric([], backlog.oldest_age_seconds)
+        yield from (unpublished, oldest)
+
+
+@functools.cache
+def scrape_collectors() -> list[Collector]:
+    return [import_string(path)() for path in settings.METRICS_COLLECTORS]
+
+
+class _Exposition(Collector):
+    """What one scrape of ``/metrics`` shows: the counters of every process, and the gauges.
+
+    A gauge collector whose reading fails (PostgreSQL down) is left out of the scrape, and
+    ``orderservice_scrape_collector_success`` says so: the endpoint must keep answering during
+    the outages it is there to show.
+    """
+
+    def __init__(self, process_metrics: Collector, gauges: Iterable[Collector]) -> None:
+        self.process_metrics = process_metrics
+        self.gauges = list(gauges)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.process_metrics.collect()
+        success = GaugeMetricFamily(
+            f"{NAMESPACE}_scrape_collector_success",
+            "1 if the gauges of a collector could be read for this scrape, else 0.",
+            labels=["collector"],
+        )
+        for collector in self.gauges:
+            name = type(collector).__name__
+            try:
+                metrics = list(collector.collect())
+            except Exception:
+                logger.warning("Metrics collector %s failed", name, exc_info=True)
+                success.add_metric([name], 0)
+                continue
+            success.add_metric([name], 1)
+            yield from metrics
+        yield success
+
+
+def _process_metrics() -> Collector:
+    """Counters and histograms: every process's files in multiprocess mode, else this process's."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """``GET /metrics``: Prometheus text format (version 0.0.4), or what the scraper's ``Accept``
+    asks for (OpenMetrics), negotiated as prometheus_client's own endpoint does."""
+    exposition = _Exposition(_process_metrics(), scrape_collectors())
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(exposition), content_type=content_type)
+
+
+# --- The worker's endpoint ------------------------------------------------------------------
+
+
+def _ports(spec: str) -> list[int]:
+    """``9808`` or a range ``9808-9815``; ``0`` is any free port."""
+    first, _, last = spec.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def worker_metrics_serve() -> int | None:
+    """Serve the worker's counters (every pool process's) over HTTP; returns the port, or None.
+
+    Runs in the worker's main process. ``WORKER_METRICS_PORT`` is one port or a range, of which
+    the first free one is taken (several workers on one host); empty turns the endpoint off. A
+    worker whose ports are all taken still works, without the endpoint, and says so in its log.
+    """
+    spec = settings.WORKER_METRICS_PORT.strip()
+    if not spec:
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    for port in _ports(spec):
+        try:
+            server, _thread = start_http_server(port, addr=settings.WORKER_METRICS_ADDRESS, registry=registry)
+        except OSError:
+            continue
+        bound = int(server.server_port)
+        logger.info("Worker metrics at http://%s:%d/metrics", settings.WORKER_METRICS_ADDRESS, bound)
+        return bound
+    logger.error("Worker metrics not served: no free port in WORKER_METRICS_PORT=%s", spec)
+    return None
+
+
+# --- Task signals (connected in CoreConfig.ready) -------------------------------------------
+
+_started: dict[str, float] = {}
+
+
+def on_task_prerun(task_id: str, task: Any, **kwargs: Any) -> None:
+    log_context.task_context_start(task_id=task_id, request_id=task.request.get("request_id"))
+    _started[task_id] = time.monotonic()
+
+
+def on_task_postrun(task_id: str, task: Any, state: str | None = None, **kwargs: Any) -> None:
+    started = _started.pop(task_id, None)
+    if started is not None:
+        TASK_DURATION.labels(task.name).observe(time.monotonic() - started)
+    outcome = _TASK_OUTCOMES.get(state or "", (state or "unknown").lower())
+    TASK_RUNS.labels(task.name, outcome).inc()
+    log_context.task_context_end()
+
+
+def on_worker_ready(**kwargs: Any) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        worker_metrics_serve()
+    else:
+        logger.warning("Worker metrics not served: the worker was not started as `celery ... worker`")
+
+
+def on_worker_process_shutdown(pid: int | None = None, **kwargs: Any) -> None:
+    from core.metrics_files import metrics_process_dead
+
+    metrics_process_dead(pid or os.getpid())
+
+
+def connect_task_signals() -> None:
+    signals.task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="core.metrics.prerun")
+    signals.task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="core.metrics.postrun")
+    signals.worker_ready.connect(on_worker_ready, weak=False, dispatch_uid="core.metrics.worker_ready")
+    signals.worker_process_shutdown.connect(
+        on_worker_process_shutdown, weak=False, dispatch_uid="core.metrics.process_shutdown"
+    )

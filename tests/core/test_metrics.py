@@ -1,0 +1,160 @@
+"""The metrics plumbing in one process: the view, counting after commit, the metrics directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+from prometheus_client import REGISTRY
+
+from core import metrics_files
+from core.operations import QueueDepth
+from inventory.models import Product
+from tests.factories import bulk_orders
+from tests.flows.support import make_product, user_with_token
+from tests.metrics import sample
+
+
+def value(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.mark.django_db
+def test_metrics_are_prometheus_text_with_the_scrape_time_gauges(client):
+    # given two pending orders
+    customer, _ = user_with_token("gauges")
+    bulk_orders(customer=customer, product=make_product("GAUGE-1", stock=5), count=2, quantity=1)
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = response.content.decode()
+    assert sample(text, "orderservice_orders", status="pending") == 2
+    assert sample(text, "orderservice_orders", status="paid") == 0
+    assert sample(text, "orderservice_oldest_pending_order_age_seconds") >= 0
+    assert sample(text, "orderservice_outbox_unpublished_messages") is not None
+    assert sample(text, "orderservice_dead_letter_queue_messages", queue="orders.dlq") is not None
+    assert sample(text, "django_http_requests_total_by_method_total", method="GET") is not None
+
+
+@pytest.mark.django_db
+def test_metrics_answer_without_the_readings_that_fail(client, monkeypatch):
+    # given RabbitMQ unreachable and the order figures failing
+    monkeypatch.setattr(
+        "core.metrics.queue_depths",
+        lambda: [QueueDepth("orders", None, None, False), QueueDepth("orders.dlq", None, None, True)],
+    )
+
+    def broken() -> None:
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr("orders.metrics.order_desk_stats", broken)
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert sample(text, "orderservice_broker_reachable") == 0
+    assert sample(text, "orderservice_queue_messages", queue="orders") is None
+    assert sample(text, "orderservice_scrape_collector_success", collector="OrderDeskCollector") == 0
+    assert sample(text, "orderservice_scrape_collector_success", collector="OutboxCollector") == 1
+    assert sample(text, "orderservice_orders", status="pending") is None
+
+
+@pytest.mark.django_db
+def test_an_order_is_counted_when_its_transaction_commits_and_not_when_it_rolls_back(
+    api_client, django_capture_on_commit_callbacks
+):
+    # given a customer and a product
+    _customer, token = user_with_token("counted")
+    make_product("COUNT-1", stock=5)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    before = value("orderservice_orders_created_total")
+
+    # when one order is placed, and another is placed inside a transaction that rolls back
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.post("/api/v1/orders/", {"items": [{"sku": "COUNT-1", "quantity": 1}]}, format="json")
+    assert response.status_code == 202
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        api_client.post("/api/v1/orders/", {"items": [{"sku": "COUNT-1", "quantity": 1}]}, format="json")
+        raise RuntimeError("rolled back")
+
+    # then only the committed one is counted
+    assert value("orderservice_orders_created_total") == before + 1
+    assert Product.objects.get(sku="COUNT-1").available == 5
+
+
+@pytest.mark.django_db
+def test_a_cancellation_is_counted_by_its_statuses(api_client, django_capture_on_commit_callbacks):
+    customer, token = user_with_token("canceller")
+    [order] = bulk_orders(customer=customer, product=make_product("COUNT-2", stock=5), count=1, quantity=1)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    labels = {"from_status": "pending", "to_status": "cancelled"}
+    before = value("orderservice_order_transitions_total", **labels)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_client.post(f"/api/v1/orders/{order.pk}/cancel/")
+
+    assert response.status_code == 200
+    assert value("orderservice_order_transitions_total", **labels) == before + 1
+
+
+@pytest.mark.django_db
+def test_payment_callbacks_are_counted_by_outcome(api_client):
+    before = value("orderservice_payment_callbacks_total", outcome="invalid_signature")
+
+    response = api_client.post(
+        "/api/v1/payments/webhook/",
+        data=b"{}",
+        content_type="application/json",
+        HTTP_WEBHOOK_ID="msg_1",
+        HTTP_WEBHOOK_TIMESTAMP="1",
+        HTTP_WEBHOOK_SIGNATURE="v1,bad",
+    )
+
+    assert response.status_code == 401
+    assert value("orderservice_payment_callbacks_total", outcome="invalid_signature") == before + 1
+
+
+@pytest.fixture
+def metrics_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(metrics_files.ROOT_ENV, str(tmp_path))
+    monkeypatch.delenv(metrics_files.MULTIPROC_ENV, raising=False)
+    # The suite's own prometheus_client is in single-process mode; pretend it is not imported yet.
+    monkeypatch.delitem(__import__("sys").modules, "prometheus_client.values")
+    return tmp_path
+
+
+def test_an_instance_gets_a_directory_of_its_own_and_stale_ones_are_removed(metrics_root):
+    # given the directory of a process that no longer runs, and one of a running process
+    stale = metrics_root / "orders-metrics-web-999999999"
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"x")
+    running = metrics_root / "orders-metrics-worker-1"  # pid 1 is always running
+    running.mkdir()
+
+    path = metrics_files.metrics_dir_create("web")
+
+    assert path == metrics_root / f"orders-metrics-web-{os.getpid()}"
+    assert path.is_dir()
+    assert os.environ[metrics_files.MULTIPROC_ENV] == str(path)
+    assert not stale.exists()
+    assert running.exists()
+
+
+def test_the_directory_is_kept_when_the_same_process_asks_again(metrics_root):
+    path = metrics_files.metrics_dir_create("web")
+    (path / "counter_1.db").write_bytes(b"counts")
+
+    assert metrics_files.metrics_dir_create("web") == path
+    assert (path / "counter_1.db").exists()
+
+
+def test_prometheus_client_imported_in_single_process_mode_first_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv(metrics_files.ROOT_ENV, str(tmp_path))
+
+    with pytest.raises(RuntimeError, match="imported before"):
+        metrics_files.metrics_dir_create("web")

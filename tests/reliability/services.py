@@ -1,0 +1,278 @@
+"""Private PostgreSQL, RabbitMQ and Redis instances on free loopback ports, for real outages.
+
+The PostgreSQL, RabbitMQ and Redis of this machine serve other test runs, so they are never
+stopped. A reliability scenario that needs a real stop and start runs its web, workers and beat
+against instances of its own, made here in a temporary directory and removed afterwards:
+
+- PostgreSQL: a cluster made with ``initdb`` and run with ``pg_ctl``. PostgreSQL refuses to run
+  as root, so when the suite runs as root the cluster belongs to the ``postgres`` user.
+- RabbitMQ: a node of its own name, ports, data and log directories, configuration and Erlang
+  cookie (it shares epmd, the Erlang port mapper, with any other node of the machine), started
+  from RabbitMQ's own scripts as the current user and driven with ``rabbitmqctl -n <node>``.
+- Redis: ``redis-server --port N`` without persistence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+import psycopg
+
+from tests.faults import free_port
+from tests.processes import DIE_WITH_PARENT, wait_until
+
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+RABBITMQ_BIN = Path(os.environ.get("RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
+# A node boots in 5-15 s on a loaded two-core machine.
+RABBITMQ_START_SECONDS = 90.0
+PG_DIR_PREFIX = "orders-postgres-"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and someone else's
+        pass
+    return True
+
+
+def _free_port_pair() -> tuple[int, int]:
+    """Two distinct free ports (RabbitMQ's AMQP and distribution ports)."""
+    first = free_port()
+    second = free_port()
+    while second == first:
+        second = free_port()
+    return first, second
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of its own on 127.0.0.1:<port>, user ``postgres`` without password."""
+
+    def __init__(self) -> None:
+        # Its own directory under the system's temporary directory: the ``postgres`` user must be
+        # able to reach it, which a test's private temporary directory (mode 0700) does not allow.
+        # ``pg_ctl`` runs the server apart from the test run, so a run that was killed leaves its
+        # cluster running; the next one stops and removes it.
+        self._as_root = os.geteuid() == 0
+        self._remove_orphans()
+        self.dir = Path(tempfile.mkdtemp(prefix=PG_DIR_PREFIX))
+        (self.dir / "owner.pid").write_text(str(os.getpid()))
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "postgres.log"
+        self.port = free_port()
+
+    def _remove_orphans(self) -> None:
+        for orphan in Path(tempfile.gettempdir()).glob(f"{PG_DIR_PREFIX}*"):
+            if time.time() - orphan.stat().st_mtime < 60:  # another run may be making it right now
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                if pid_alive(int((orphan / "owner.pid").read_text())):
+                    continue
+            if (orphan / "data" / "postmaster.pid").exists():
+                with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                    self._run(PG_BIN / "pg_ctl", "-D", str(orphan / "data"), "-m", "immediate", "-w", "stop")
+            shutil.rmtree(orphan, ignore_errors=True)
+
+    def _run(self, *argv: str | Path, timeout: float = 120) -> None:
+        command = [str(arg) for arg in argv]
+        if self._as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}): {result.stdout}{result.stderr}")
+
+    def init(self) -> PrivatePostgres:
+        if self._as_root:
+            owner = pwd.getpwnam("postgres")
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+        self._run(
+            PG_BIN / "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync",
+            "--encoding=UTF8", "--locale=C",
+        )  # fmt: skip
+        return self
+
+    def start(self) -> None:
+        # Small and fast: no durability needed for a throw-away cluster (fsync off), a unix socket
+        # inside the temporary directory, TCP on loopback only.
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        """Stop now: open connections are closed (``-m fast``), as in a crash of the server."""
+        self._run(PG_BIN / "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, database: str) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of its own (``<name>@localhost``), guest/guest allowed from loopback."""
+
+    def __init__(self, base_dir: Path, *, name: str = "reliability") -> None:
+        self.dir = base_dir / "rabbitmq"
+        self.port, self.dist_port = _free_port_pair()
+        # Unique per run: two runs on one machine register different names with epmd.
+        self.node = f"{name}-{self.port}@localhost"
+        self.log_path = self.dir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "HOME": str(self.dir / "home"),  # where the Erlang cookie of the node and its CLI is
+            "RABBITMQ_CONF_ENV_FILE": str(self.dir / "rabbitmq-env.conf"),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+
+    def init(self) -> PrivateRabbitMQ:
+        home = self.dir / "home"
+        for directory in (home, self.dir / "mnesia", self.dir / "log"):
+            directory.mkdir(parents=True)
+        cookie = home / ".erlang.cookie"
+        cookie.write_text(secrets.token_hex(16).upper())
+        cookie.chmod(0o400)
+        (self.dir / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq/rabbitmq-env.conf
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        return self
+
+    def start(self) -> None:
+        """Start the node (the Erlang VM and the broker) and wait until it takes connections."""
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [*DIE_WITH_PARENT, str(RABBITMQ_BIN / "rabbitmq-server")],
+            env=self.env,
+            cwd=self.dir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._await_running()
+
+    def _await_running(self) -> None:
+        def running() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"RabbitMQ node {self.node} exited; see {self.log_path}")
+            return self.ctl_ok("await_startup", "--timeout", "5")
+
+        wait_until(running, timeout=RABBITMQ_START_SECONDS, interval=1, message=f"RabbitMQ node {self.node}")
+
+    def ctl_ok(self, *args: str) -> bool:
+        return self.ctl(*args, check=False).returncode == 0
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmqctl"), "-q", "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
+
+    def stop_app(self) -> None:
+        """Stop the broker inside the running node: every connection is closed, new ones refused."""
+        self.ctl("stop_app")
+
+    def start_app(self) -> None:
+        self.ctl("start_app")
+        self.ctl("await_startup")
+
+    def add_vhost(self, vhost: str) -> None:
+        self.ctl("add_vhost", vhost)
+        self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+
+    def url(self, vhost: str) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
+
+    def destroy(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(subprocess.SubprocessError):
+                self.ctl("stop", timeout=60)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        if self._log is not None:
+            self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedis:
+    """``redis-server`` on 127.0.0.1:<port>, without persistence."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.dir = base_dir / "redis"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(self.dir),
+        ]  # fmt: skip
+        with (self.dir / "redis.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [*DIE_WITH_PARENT, *argv], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        wait_until(self._answers, timeout=30, message=f"redis on port {self.port}")
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            result = subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True, timeout=5
+            )
+            return result.stdout.strip() == "PONG"
+        return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"

@@ -1,0 +1,268 @@
+"""The whole system on private services: PostgreSQL, RabbitMQ and Redis of its own, a gunicorn,
+two workers and two beats, a merchant endpoint, a mailbox, and what scenarios do to it.
+
+Every scenario runs against this system, so its faults (a stopped PostgreSQL, a restarted
+RabbitMQ, a dead Redis, killed workers) touch nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.conftest import FLOW_WORKER_ENV
+from tests.faults import free_port
+from tests.notifications.receiver import WebhookReceiver
+from tests.processes import ROOT, Beat, Gunicorn, Worker, wait_until
+from tests.reliability.invariants import Expectations
+from tests.reliability.services import PrivatePostgres, PrivateRabbitMQ, PrivateRedis
+
+DATABASE = "orders"
+VHOST = "orders"
+# Reserved orders expire after this long, so the two beats' sweepers have work in every scenario.
+PAYMENT_TIMEOUT_SECONDS = 6
+# Generous for one request on a loaded two-core machine (a request waits up to 3 s for a dead
+# PostgreSQL before answering 503).
+HTTP_TIMEOUT = 30.0
+# From the end of a fault until every order, message and notification has settled.
+SETTLE_SECONDS = 120.0
+
+SETTLED_SQL = """
+SELECT
+  (SELECT count(*) FROM orders_order WHERE status IN ('pending', 'reserved')),
+  (SELECT count(*) FROM core_outboxmessage WHERE published_at IS NULL),
+  (SELECT count(*) FROM notifications_emailnotification WHERE status IN ('pending', 'failed')),
+  (SELECT count(*) FROM notifications_webhookdelivery WHERE status IN ('pending', 'failed'))
+"""
+
+
+@dataclass
+class Answer:
+    """What the API answered one order placement."""
+
+    status: int
+    content_type: str
+    order_id: int | None
+    body: str
+
+
+class Stack:
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.postgres = PrivatePostgres()
+        self.rabbitmq = PrivateRabbitMQ(base_dir)
+        self.redis = PrivateRedis(base_dir)
+        self.mailbox = base_dir / "mail"
+        self.logs = base_dir / "logs"
+        self.receiver = WebhookReceiver()
+        self.web: Gunicorn | None = None
+        self.workers: list[Worker] = []
+        self.beats: list[Beat] = []
+        self.accepted: set[int] = set()
+        self.dead_letters: list[str] = []
+        self.allowed_resends: list[str] = []
+        self.customer_token = ""
+        self.staff_token = ""
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": self.postgres.url(DATABASE),
+            "CELERY_BROKER_URL": self.rabbitmq.url(VHOST),
+            "REDIS_URL": self.redis.url(0),
+            # Throttling on (so Redis is in the path of every order), far above what scenarios send.
+            "ORDER_CREATE_RATE": "100000/min",
+            "OUTBOX_RELAY_SECONDS": "1",
+            "ORDER_EXPIRY_SWEEP_SECONDS": "1",
+            "ORDER_PAYMENT_TIMEOUT_SECONDS": str(PAYMENT_TIMEOUT_SECONDS),
+            "PYTHONUNBUFFERED": "1",
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            **FLOW_WORKER_ENV,
+            # Notifications retry a database outage within their attempt budget: enough attempts
+            # (about 30 s of backoff in all) that a 10-second PostgreSQL outage does not exhaust it.
+            "NOTIFY_MAX_RETRIES": "10",
+            "NOTIFY_BACKOFF_BASE_SECONDS": "1",
+            "NOTIFY_BACKOFF_MAX_SECONDS": "8",
+            "EMAIL_FILE_PATH": str(self.mailbox),
+        }
+
+    def start(self) -> None:
+        self.mailbox.mkdir()
+        self.logs.mkdir()
+        self.postgres.init().start()
+        self.postgres.create_database(DATABASE)
+        self.rabbitmq.init().start()
+        self.rabbitmq.add_vhost(VHOST)
+        self.redis.start()
+        self.receiver.start()
+        self.manage("migrate", "-v0")
+        seeded = json.loads(self.shell(SEED))
+        self.customer_token, self.staff_token = seeded["customer"], seeded["staff"]
+        self.web = Gunicorn(self.env, log_dir=self.logs, port=free_port(), workers=2)
+        self.workers = [Worker(self.env, log_dir=self.logs, name=name) for name in ("a", "b")]
+        self.beats = [Beat(self.env, log_dir=self.logs, name=name) for name in ("beat-a", "beat-b")]
+        for process in (self.web, *self.workers, *self.beats):
+            process.start()
+        endpoint = self.api("POST", "webhooks/endpoints/", token=self.staff_token,
+                            json={"url": self.receiver.url, "events": ALL_EVENTS})  # fmt: skip
+        assert endpoint.status_code == 201, endpoint.text
+        self.receiver.secret = endpoint.json()["secret"]
+
+    def stop(self) -> None:
+        for process in (*self.beats, *self.workers, self.web):
+            if process is not None:
+                process.stop()
+        self.receiver.stop()
+        self.redis.destroy()
+        self.rabbitmq.destroy()
+        self.postgres.destroy()
+
+    # --- talking to it ----------------------------------------------------------------------
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, f"manage.py {' '.join(args)}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    def shell(self, code: str) -> str:
+        """Run Python ``code`` in a Django process of this system; returns what it wrote to stdout."""
+        return self.manage("shell", "--no-imports", "-c", code)
+
+    def sql(self, query: str) -> tuple[Any, ...]:
+        with psycopg.connect(self.postgres.url(DATABASE), connect_timeout=5) as conn:
+            row = conn.execute(query).fetchone()
+            assert row is not None
+            return tuple(row)
+
+    def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        assert self.web is not None
+        headers = {"Authorization": f"Token {token or self.customer_token}", **kwargs.pop("headers", {})}
+        with httpx.Client(timeout=HTTP_TIMEOUT) as client:
+            return client.request(method, f"{self.web.base_url}/api/v1/{path}", headers=headers, **kwargs)
+
+    def place_order(self, client: httpx.Client, sku: str = "PLENTY", quantity: int = 1) -> Answer:
+        assert self.web is not None
+        response = client.post(
+            f"{self.web.base_url}/api/v1/orders/",
+            json={"items": [{"sku": sku, "quantity": quantity}]},
+            headers={"Authorization": f"Token {self.customer_token}", "Idempotency-Key": str(uuid.uuid4())},
+        )
+        content_type = response.headers.get("content-type", "")
+        body = response.json() if content_type.startswith("application/json") else {}
+        answer = Answer(response.status_code, content_type, body.get("id") if response.status_code == 202 else None,
+                        response.text[:300])  # fmt: skip
+        if answer.order_id is not None:
+            self.accepted.add(answer.order_id)
+        return answer
+
+    def place_orders(self, count: int, *, concurrency: int = 16, sku: str = "PLENTY") -> list[Answer]:
+        """``count`` orders from ``concurrency`` clients at once."""
+
+        def one(_: int, clients: dict[int, httpx.Client] = {}) -> Answer:  # noqa: B006 (one client per thread)
+            client = clients.setdefault(threading.get_ident(), httpx.Client(timeout=HTTP_TIMEOUT))
+            return self.place_order(client, sku)
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            return list(pool.map(one, range(count)))
+
+    def orders_in_flight(self) -> int:
+        """Accepted orders not yet final: waiting for their stock, or for payment (or expiry)."""
+        return int(self.sql("SELECT count(*) FROM orders_order WHERE status IN ('pending', 'reserved')")[0])
+
+    def queued_messages(self) -> int:
+        """Messages in the work queues, ready or being worked on."""
+        listed = self.rabbitmq.ctl("list_queues", "-p", VHOST, "--no-table-headers", "name", "messages").stdout
+        return sum(int(count) for name, count in (line.split() for line in listed.splitlines()) if "." not in name)
+
+    def settle(self, timeout: float = SETTLE_SECONDS) -> float:
+        """Wait until every order is final and every message and notification has gone out; seconds waited."""
+        started = time.monotonic()
+        wait_until(lambda: self.sql(SETTLED_SQL) == (0, 0, 0, 0), timeout=timeout, interval=0.5,
+                   message="the system to settle (orders final, outbox published, notifications sent)")  # fmt: skip
+        return time.monotonic() - started
+
+    def invariant_report(self) -> dict[str, Any]:
+        """Run the invariant checker against this system (in a process with its environment)."""
+        with self.receiver._lock:
+            successes: dict[str, int] = {}
+            for request in self.receiver.requests:
+                if 200 <= request.status < 300:
+                    webhook_id = request.headers["webhook-id"]
+                    successes[webhook_id] = successes.get(webhook_id, 0) + 1
+        expect = Expectations(
+            accepted_order_ids=sorted(self.accepted),
+            dead_letter_ids=list(self.dead_letters),
+            webhook_successes=successes,
+            allowed_resends=list(self.allowed_resends),
+        )
+        path = self.base_dir / f"expect-{uuid.uuid4().hex[:8]}.json"
+        path.write_text(json.dumps(asdict(expect)))
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.reliability.invariants", str(path)],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    # --- faults -------------------------------------------------------------------------------
+
+    def kill_pool_process(self, worker: Worker) -> int:
+        """SIGKILL one prefork pool process of ``worker``; returns its pid."""
+        assert worker.proc is not None
+        children = subprocess.run(["pgrep", "-P", str(worker.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "the worker has no pool process"
+        pid = int(children[0])
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def kill_main_process(self, worker: Worker) -> None:
+        """SIGKILL a worker's main process, then clear what is left of it (its orphaned pool
+        processes, as a supervisor stopping the unit would) and start it again."""
+        assert worker.proc is not None
+        pid = worker.proc.pid
+        os.kill(pid, signal.SIGKILL)
+        worker.proc.wait(timeout=10)
+        time.sleep(1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        worker.stop()
+        worker.start()
+
+
+ALL_EVENTS = [
+    f"order.{state}"
+    for state in ("pending", "reserved", "rejected", "paid", "cancelled", "expired", "shipped", "refunded", "completed")
+]
+
+SEED = """
+import json
+from decimal import Decimal
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from inventory.services import product_create
+customer = User.objects.create_user(username="buyer", email="buyer@example.com")
+staff = User.objects.create_user(username="staff", email="staff@example.com", is_staff=True)
+product_create(sku="PLENTY", name="Plenty", price=Decimal("4.00"), currency="USD", stock=100000)
+product_create(sku="SCARCE", name="Scarce", price=Decimal("9.00"), currency="USD", stock=50)
+print(json.dumps({"customer": Token.objects.create(user=customer).key, "staff": Token.objects.create(user=staff).key}))
+"""

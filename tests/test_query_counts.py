@@ -1,0 +1,152 @@
+"""Queries per API request, pinned: the count must not grow with the number of rows shown.
+
+Each endpoint is asked twice, over a small and a larger data set, and must run exactly the
+same queries both times, so an N+1 (a query per order, line, event or delivery) fails here.
+The counts include authentication (one query for the token and its user). After-commit
+publishing is switched off outside flow tests, so its one ``UPDATE`` is not counted.
+"""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from notifications.models import WebhookDelivery
+from orders.models import Order
+from orders.services import order_reserve
+from tests.factories import StaffFactory, UserFactory, make_order, make_product, token_for
+from tests.notifications.factories import WebhookDeliveryFactory, WebhookEndpointFactory
+from tests.payments import payment_request
+
+pytestmark = pytest.mark.django_db
+
+SIZES = [1, 4]
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
+    return client
+
+
+def reserved_order(customer, lines: int) -> Order:
+    order = make_order(customer=customer, lines=[(make_product(stock=10), 1) for _ in range(lines)])
+    order_reserve(order_id=order.pk)
+    return Order.objects.get(pk=order.pk)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_order_create(django_assert_num_queries, size):
+    # given `size` merchant endpoints subscribed to every event and an order of `size` lines
+    customer = UserFactory()
+    client = client_for(customer)
+    WebhookEndpointFactory.create_batch(size)
+    items = [{"sku": make_product(stock=10).sku, "quantity": 1} for _ in range(size)]
+
+    # token+user, products, order, lines, event, notification event, subscribed endpoints,
+    # outbox (the reservation and fan-out tasks in one statement); the deliveries are the
+    # fan-out task's work
+    with django_assert_num_queries(8):
+        response = client.post("/api/v1/orders/", {"items": items}, format="json")
+    assert response.status_code == 202, response.content
+
+
+@pytest.mark.django_db(transaction=True)  # no test transaction around it: savepoints would show as in production
+def test_order_create_with_an_idempotency_key(django_assert_num_queries):
+    customer = UserFactory()
+    client = client_for(customer)
+    WebhookEndpointFactory.create()
+    items = [{"sku": make_product(stock=10).sku, "quantity": 1}]
+
+    # token+user, begin, advisory lock, stored key, products, order, lines, event, notification
+    # event, subscribed endpoints, outbox, key, commit: placement joins the key's transaction
+    # without a savepoint
+    with django_assert_num_queries(13):
+        response = client.post("/api/v1/orders/", {"items": items}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert response.status_code == 202, response.content
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_order_get(django_assert_num_queries, size):
+    customer = UserFactory()
+    order = reserved_order(customer, lines=size)
+    client = client_for(customer)
+
+    with django_assert_num_queries(2):  # token+user, the order with its lines
+        response = client.get(f"/api/v1/orders/{order.pk}/")
+    assert len(response.json()["items"]) == size
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_order_list(django_assert_num_queries, size):
+    customer = UserFactory()
+    for _ in range(size):
+        reserved_order(customer, lines=size)
+    client = client_for(customer)
+
+    with django_assert_num_queries(4):  # token+user, count, the page of orders, their lines
+        response = client.get("/api/v1/orders/")
+    assert response.json()["count"] == size
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_order_events(django_assert_num_queries, size):
+    customer = UserFactory()
+    order = reserved_order(customer, lines=size)
+    client = client_for(customer)
+
+    with django_assert_num_queries(4):  # token+user, the order (visibility), count, the page of events
+        response = client.get(f"/api/v1/orders/{order.pk}/events/")
+    assert response.json()["count"] == 2
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_order_cancel(django_assert_num_queries, size):
+    customer = UserFactory()
+    order = reserved_order(customer, lines=size)
+    WebhookEndpointFactory.create_batch(size)
+    client = client_for(customer)
+
+    with django_assert_num_queries(14):
+        response = client.post(f"/api/v1/orders/{order.pk}/cancel/")
+    assert response.json()["status"] == "cancelled"
+    assert [line.product.available for line in order.lines.select_related("product")] == [10] * size
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_payment_callback(django_assert_num_queries, size):
+    order = reserved_order(UserFactory(), lines=size)
+    WebhookEndpointFactory.create_batch(size)
+    body, headers = payment_request(
+        {"type": "payment.succeeded", "order_id": order.pk, "amount": str(order.total), "currency": order.currency}
+    )
+    extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
+
+    with django_assert_num_queries(15):
+        response = APIClient().post(
+            "/api/v1/payments/webhook/",
+            body,
+            content_type="application/json",
+            **extra,
+        )
+    assert response.json() == {"result": "applied"}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_webhook_endpoint_list(django_assert_num_queries, size):
+    WebhookEndpointFactory.create_batch(size)
+    client = client_for(StaffFactory())
+
+    with django_assert_num_queries(3):  # token+user, count, the page
+        response = client.get("/api/v1/webhooks/endpoints/")
+    assert response.json()["count"] == size
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_webhook_delivery_list(django_assert_num_queries, size):
+    WebhookDeliveryFactory.create_batch(size, status=WebhookDelivery.Status.FAILED)
+    client = client_for(StaffFactory())
+
+    with django_assert_num_queries(3):  # token+user, count, the page with its events and endpoints
+        response = client.get("/api/v1/webhooks/deliveries/")
+    assert response.json()["count"] == size
