@@ -182,6 +182,9 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery (see config/celery_app.py and config/queues.py) -------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0.1:5672//")
+# Celery's Django fix-up closes the database connection after every task unless told to reuse
+# it; config/celery_app.py closes it as Django does after a request instead.
+CELERY_DB_REUSE_MAX = 1000
 
 # --- Business settings --------------------------------------------------------------------
 ORDER_PAYMENT_TIMEOUT_SECONDS = env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800)
