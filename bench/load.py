@@ -23,6 +23,7 @@ THREADS = 1
 class LoadResult:
     answered: int  # requests of the benchmarked kind that got an answer
     failed: int  # of which answered 4xx/5xx
+    refused: int  # of which answered 409 (an order turned away as sold out)
     socket_errors: int  # connect, read, write errors and timeouts
     seconds: float  # from the first request to the last answer
     p50_ms: float
@@ -73,6 +74,7 @@ def run_wrk(
     return LoadResult(
         answered=summary["answered"],
         failed=summary["failed"],
+        refused=summary["refused"],
         socket_errors=sum(summary[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")),
         seconds=summary["duration_us"] / 1e6,
         p50_ms=summary["p50_us"] / 1e3,

@@ -24,7 +24,7 @@ end
 
 local token, quota, kind, values
 -- Globals, so done() can read them from each thread with thread:get().
-sent, answered, failed = 0, 0, 0
+sent, answered, failed, refused = 0, 0, 0, 0
 local all_sent_at = nil
 local GIVE_UP = 35
 local bodies = {}
@@ -84,20 +84,22 @@ function response(status, headers, body)
   end
   answered = answered + 1
   if status >= 400 then failed = failed + 1 end
+  if status == 409 then refused = refused + 1 end  -- an order turned away as sold out
   if quota > 0 and answered >= quota then thread_done() end
 end
 
 function done(summary, latency, requests)
-  local total_answered, total_failed = 0, 0
+  local total_answered, total_failed, total_refused = 0, 0, 0
   for _, thread in ipairs(threads) do
     total_answered = total_answered + thread:get("answered")
     total_failed = total_failed + thread:get("failed")
+    total_refused = total_refused + thread:get("refused")
   end
   local e = summary.errors
   io.write(string.format(
-    '{"requests": %d, "answered": %d, "failed": %d, "duration_us": %d, "connect_errors": %d, ' ..
+    '{"requests": %d, "answered": %d, "failed": %d, "refused": %d, "duration_us": %d, "connect_errors": %d, ' ..
     '"read_errors": %d, "write_errors": %d, "status_errors": %d, "timeouts": %d, ' ..
     '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, total_answered, total_failed, summary.duration, e.connect, e.read, e.write, e.status,
+    summary.requests, total_answered, total_failed, total_refused, summary.duration, e.connect, e.read, e.write, e.status,
     e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
