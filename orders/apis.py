@@ -22,7 +22,7 @@ from inventory.selectors import products_by_sku
 from orders.models import Actor, OrderStatus
 from orders.selectors import OrderNotFound, order_check_visible, order_event_list, order_get, order_list
 from orders.serializers import OrderEventOutputSerializer, OrderOutputSerializer
-from orders.services import OrderItem, order_act, order_place, payment_callback_process
+from orders.services import OrderItem, SoldOut, order_act, order_place, payment_callback_process
 from orders.services.payments import InvalidPaymentPayload, InvalidSignature
 from orders.services.transitions import InvalidTransition, TransitionNotPermitted
 
@@ -103,6 +103,7 @@ class OrderListCreateApi(APIView):
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         operation_id="orders_create",
     )
+    @raises(SoldOut)
     @idempotent
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

@@ -2,7 +2,7 @@
 
 from orders.services.expiry import order_expire_overdue
 from orders.services.payments import PaymentCallback, payment_callback_process
-from orders.services.placement import OrderItem, order_place
+from orders.services.placement import OrderItem, SoldOut, order_place
 from orders.services.reservation import order_reserve
 from orders.services.transitions import InvalidTransition, TransitionNotPermitted, order_act
 
@@ -10,6 +10,7 @@ __all__ = [
     "InvalidTransition",
     "OrderItem",
     "PaymentCallback",
+    "SoldOut",
     "TransitionNotPermitted",
     "order_act",
     "order_expire_overdue",

@@ -6,13 +6,19 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from core.errors import Conflict
 from core.outbox import OutboxTask
 from inventory.models import Product
 from notifications.services import notification_publish
+from orders.error_codes import OrderErrorCode
 from orders.metrics import order_created_count
 from orders.models import Actor, Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
 from orders.serializers import order_payload
 from orders.services.reservation import RESERVE_TASK
+
+
+class SoldOut(Conflict):
+    code = OrderErrorCode.SOLD_OUT
 
 
 @dataclass(frozen=True)
@@ -25,8 +31,18 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
     """Accept an order: the order, its lines, its first event and the reservation task commit
     together (or not at all). Stock is reserved later by a worker (``order_reserve``).
 
-    Items must already be validated (known, active, distinct products in one currency).
+    Items must already be validated (known, active, distinct products in one currency), with
+    the products as just read from the database.
+
+    An order that its products' stock, as read, cannot serve in full is refused (:class:`SoldOut`)
+    and nothing is written: the worker would only reject it. This is what keeps a flash sale
+    cheap once the stock is gone. The stock read is a snapshot: an order it lets through may
+    still be rejected by the reservation, which alone decides; one it refuses was short of stock
+    at that moment, and the same order placed after a restock is accepted.
     """
+    short = [item.product.sku for item in items if item.product.available < item.quantity]
+    if short:
+        raise SoldOut(f"Not enough stock for: {', '.join(short)}.")
     total = sum((item.product.price * item.quantity for item in items), Decimal("0"))
     # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):
     # nothing catches a failure here to carry on, so it aborts the whole transaction anyway,

@@ -73,6 +73,11 @@ class Api:
     def get(self, url: str) -> httpx.Response:
         return self.client.get(url, headers=self.headers)
 
+    def adjust_stock(self, sku: str, delta: int, reason: str) -> None:
+        body = {"delta": delta, "reason": reason}
+        response = self.client.post(self.url(f"products/{sku}/stock-adjustments/"), json=body, headers=self.headers)
+        assert response.status_code == 201, response.text
+
     def order(self, order_id: int) -> dict[str, Any]:
         response = self.get(self.url(f"orders/{order_id}/"))
         assert response.status_code == 200, response.text

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from inventory.models import StockLedgerEntry
+from orders.models import Order
 from tests.flows.support import (
     assert_stock_reconciles,
     available,
@@ -123,14 +124,19 @@ def test_a_cancelled_order_returns_its_stock(live_worker, customer_api):
     assert_stock_reconciles()
 
 
-def test_an_order_that_cannot_be_served_in_full_is_rejected_with_the_reason_per_line(live_worker, customer_api):
-    # given one product with enough stock and one with too little
+def test_an_order_that_cannot_be_served_in_full_is_rejected_with_the_reason_per_line(
+    without_shared_workers, process_factory, customer_api, staff_api
+):
+    # given one product with enough stock and one with just enough, and no worker running yet
     plenty = make_product("LIFE-3A", stock=5)
-    scarce = make_product("LIFE-3B", stock=2)
+    scarce = make_product("LIFE-3B", stock=5)
 
-    # when a customer orders 3 of the first and 5 of the second
+    # when a customer orders 3 of the first and 5 of the second, and before a worker reserves
+    # them the second product's stock is cut to 2
     response = customer_api.place_order([{"sku": "LIFE-3A", "quantity": 3}, {"sku": "LIFE-3B", "quantity": 5}])
     assert response.status_code == 202, response.text
+    staff_api.adjust_stock("LIFE-3B", -3, "damaged")
+    process_factory.worker(name="late")
     order = customer_api.wait_for_status(response.headers["Location"])
 
     # then the whole order is rejected, naming the line that could not be served and why
@@ -144,6 +150,28 @@ def test_an_order_that_cannot_be_served_in_full_is_rejected_with_the_reason_per_
     # and nothing was taken from either product: reservation is all or nothing
     assert (available(plenty), available(scarce)) == (5, 2)
     assert ledger_units(plenty, RESERVATION, order_id=order["id"]) == 0
+    assert_stock_reconciles()
+
+
+def test_an_order_for_more_than_the_stock_is_refused_at_once_and_accepted_after_a_restock(
+    live_worker, customer_api, staff_api
+):
+    # given a product with 2 units left
+    product = make_product("LIFE-4", stock=2)
+    orders_before = Order.objects.count()
+
+    # when a customer orders 3
+    refused = customer_api.place_order([{"sku": "LIFE-4", "quantity": 3}])
+
+    # then the order is refused with 409 sold_out, and nothing is created
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["errors"][0]["code"] == "sold_out"
+    assert Order.objects.count() == orders_before
+
+    # and once the product is restocked, the same order is accepted and reserved
+    staff_api.adjust_stock("LIFE-4", 1, "delivery")
+    place_and_wait_reserved(customer_api, "LIFE-4", 3)
+    assert available(product) == 0
     assert_stock_reconciles()
 
 

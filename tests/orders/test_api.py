@@ -5,7 +5,10 @@ import json
 import pytest
 from rest_framework.test import APIClient
 
+from core.models import OutboxMessage
 from inventory.models import Product
+from inventory.services import stock_adjust
+from notifications.models import NotificationEvent
 from orders.models import Order, OrderEvent
 from orders.services import order_reserve
 from tests.factories import StaffFactory, UserFactory, make_order, make_product, token_for
@@ -56,6 +59,34 @@ def test_create_order_answers_202_with_the_pending_order_and_its_location(custom
     assert OrderEvent.objects.get(order_id=body["id"]).to_status == "pending"
     # stock is reserved later, by a worker
     assert Product.objects.get(pk=product.pk).available == 5
+
+
+def test_an_order_the_stock_cannot_serve_in_full_is_refused_with_409_and_writes_nothing(customer):
+    plenty = make_product(sku="PLENTY", stock=10)
+    make_product(sku="LAST-ONE", stock=1)
+    items = [{"sku": "PLENTY", "quantity": 1}, {"sku": "LAST-ONE", "quantity": 2}]
+
+    response = client_for(customer).post("/api/v1/orders/", {"items": items}, format="json")
+
+    assert response.status_code == 409
+    error = response.json()["errors"][0]
+    assert error["code"] == "sold_out"
+    assert "LAST-ONE" in error["detail"]
+    assert "PLENTY" not in error["detail"]
+    assert not Order.objects.exists()
+    assert not OutboxMessage.objects.exists()
+    assert not NotificationEvent.objects.exists()
+    assert Product.objects.get(pk=plenty.pk).available == 10
+
+
+def test_an_order_for_exactly_the_stock_left_is_accepted(customer):
+    product = make_product(stock=2)
+
+    response = client_for(customer).post(
+        "/api/v1/orders/", {"items": [{"sku": product.sku, "quantity": 2}]}, format="json"
+    )
+
+    assert response.status_code == 202
 
 
 @pytest.mark.parametrize(
@@ -253,9 +284,10 @@ def test_a_final_order_cannot_be_cancelled(customer):
 
 
 def test_an_order_that_cannot_be_reserved_is_rejected_with_the_reason_per_line(customer):
-    scarce = make_product(sku="SCARCE", stock=1)
+    scarce = make_product(sku="SCARCE", stock=2)
     plenty = make_product(sku="PLENTY", stock=10)
     order = make_order(customer=customer, lines=[(plenty, 2), (scarce, 2)])
+    stock_adjust(product=scarce, delta=-1, reason="damaged after the order was placed")
 
     assert order_reserve(order_id=order.pk) == "rejected"
 

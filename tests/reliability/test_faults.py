@@ -97,8 +97,11 @@ def test_kill_9_of_a_pool_process_and_of_a_worker_during_hundreds_of_orders(stac
     stack.kill_main_process(stack.workers[1])  # and it is started again
     placing.join(timeout=120)
 
-    # then every order was accepted, and after the restart every one settles
-    assert codes(answers) == {202: 300}, codes(answers)
+    # then every order was accepted, or refused at once as sold out once the scarce item's stock was
+    # taken, and after the restart every accepted one settles
+    assert set(codes(answers)) <= {202, 409}, codes(answers)
+    assert codes(answers)[202] >= 200, codes(answers)
+    assert all("sold_out" in answer.body for answer in answers if answer.status == 409)
     waited = stack.settle()
     accept_resends_caused_by_the_fault(stack, at_most=KILLED_TASKS_AT_MOST)
     figures = assert_invariants(stack, "kill -9")
