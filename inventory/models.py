@@ -13,6 +13,11 @@ class Product(models.Model):
     # Units that can still be reserved. Changed only by inventory.services, always together with
     # a ledger row, and only through conditional updates (never read-modify-write).
     available = models.IntegerField(default=0)
+    # Units asked for by orders that are accepted but not yet reserved or rejected: what
+    # ``available`` will lose if they are all served. Raised by order placement and lowered when an
+    # order leaves ``pending``, in the same transactions; order placement refuses what
+    # ``available - claimed`` cannot serve. Not part of the ledger: no stock moves.
+    claimed = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -21,6 +26,7 @@ class Product(models.Model):
         constraints = [
             # The last line of defence against overselling: PostgreSQL refuses negative stock.
             models.CheckConstraint(condition=Q(available__gte=0), name="product_available_non_negative"),
+            models.CheckConstraint(condition=Q(claimed__gte=0), name="product_claimed_non_negative"),
             models.CheckConstraint(condition=Q(price__gte=0), name="product_price_non_negative"),
         ]
 

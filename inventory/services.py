@@ -115,6 +115,42 @@ def stock_reserve(*, order_id: int, lines: Sequence[tuple[int, int]]) -> None:
     )
 
 
+# Claims change in one statement for any number of products, locked in product-id order like
+# every stock change. A claim never goes below zero: an order placed before claims were kept
+# gives back nothing it did not take.
+_CLAIMS_SQL = """
+    WITH locked AS MATERIALIZED (
+        SELECT id FROM inventory_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE
+    )
+    UPDATE inventory_product AS product
+    SET claimed = GREATEST(product.claimed + changed.quantity, 0)
+    FROM unnest(%s::bigint[], %s::integer[]) AS changed(id, quantity)
+    WHERE product.id = changed.id AND product.id IN (SELECT id FROM locked)
+"""
+
+
+def _claims_change(lines: Sequence[tuple[int, int]], sign: int) -> None:
+    if not connection.in_atomic_block:
+        raise RuntimeError("stock claims change inside the transaction that places or settles the order")
+    totals: dict[int, int] = defaultdict(int)
+    for product_id, quantity in lines:
+        totals[product_id] += sign * quantity
+    product_ids = sorted(totals)
+    if product_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIMS_SQL, [product_ids, product_ids, [totals[pk] for pk in product_ids]])
+
+
+def stock_claim(*, lines: Sequence[tuple[int, int]]) -> None:
+    """Count ``quantity`` of each ``(product_id, quantity)`` as asked for by an accepted order."""
+    _claims_change(lines, +1)
+
+
+def stock_unclaim(*, lines: Sequence[tuple[int, int]]) -> None:
+    """Give back the claims of an order leaving ``pending`` (reserved, rejected or cancelled)."""
+    _claims_change(lines, -1)
+
+
 _RELEASE_LEDGER_SQL = """
     INSERT INTO inventory_stockledgerentry (product_id, kind, delta, order_id, reason, created_at)
     SELECT product_id, 'release', -delta, order_id, %s, now()

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Min, QuerySet, Sum
 from django.utils import timezone
 
 from core.errors import NotFound
 from core.operations import cached_reading
+from inventory.models import Product
 from orders.error_codes import OrderErrorCode
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
 
@@ -94,3 +95,18 @@ def _read_order_desk_stats() -> OrderDeskStats:
 def order_desk_stats() -> OrderDeskStats:
     """Staff-only figures for the admin dashboard and the metrics gauges, cached a few seconds."""
     return cached_reading("order_desk_stats", _read_order_desk_stats)
+
+
+def stock_claim_discrepancies() -> list[tuple[str, int, int]]:
+    """(sku, claimed, units of its pending orders) of every product whose claims are off."""
+    pending = dict(
+        OrderLine.objects.filter(order__status=OrderStatus.PENDING)
+        .values("product_id")
+        .annotate(units=Sum("quantity"))
+        .values_list("product_id", "units")
+    )
+    return [
+        (sku, claimed, pending.get(pk, 0))
+        for pk, sku, claimed in Product.objects.order_by("pk").values_list("pk", "sku", "claimed")
+        if claimed != pending.get(pk, 0)
+    ]

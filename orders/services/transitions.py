@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransition, can_proceed
 
 from core.errors import Conflict, DomainError
-from inventory.services import stock_release
+from inventory.services import stock_release, stock_unclaim
 from notifications.services import Notification, notifications_publish
 from orders.error_codes import OrderErrorCode
 from orders.lock_objects import order_lock
@@ -88,6 +88,12 @@ def orders_transition(
         )
         if updated != len(ids):  # only possible if a caller forgot the row lock
             raise ConcurrentTransition(f"{len(ids) - updated} order(s) changed status concurrently")
+    leaving_pending = [order for order in orders if from_statuses[order.pk] == OrderStatus.PENDING]
+    if leaving_pending:  # reserved, rejected or cancelled: what the order asked for is no longer claimed
+        prefetch_related_objects(leaving_pending, "lines")  # kept for the payloads below
+        stock_unclaim(
+            lines=[(line.product_id, line.quantity) for order in leaving_pending for line in order.lines.all()]
+        )
     if name in RELEASING_TRANSITIONS:
         released = [order.pk for order in orders if from_statuses[order.pk] != OrderStatus.PENDING]
         stock_release(order_ids=released, reason=f"order {orders[0].status}")

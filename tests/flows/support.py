@@ -22,6 +22,7 @@ from inventory.models import Product, StockLedgerEntry
 from inventory.selectors import stock_discrepancies
 from inventory.services import product_create
 from orders.models import OrderLine, OrderStatus
+from orders.selectors import stock_claim_discrepancies
 from tests.factories import bulk_orders
 from tests.payments import sign
 from tests.processes import wait_until
@@ -133,10 +134,12 @@ def transitions(events: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 
 def assert_stock_reconciles() -> None:
-    """``manage.py reconcile_stock`` passes: every product's stock equals its ledger."""
+    """``manage.py reconcile_stock`` passes (every product's stock equals its ledger), and every
+    product's claims equal the units its pending orders ask for."""
     out = io.StringIO()
     call_command("reconcile_stock", stdout=out, stderr=out)  # raises CommandError on a difference
     assert "match their stock ledger" in out.getvalue()
+    assert stock_claim_discrepancies() == []
 
 
 def available(product: Product) -> int:
@@ -162,7 +165,9 @@ class StockOutcome:
     pending_orders: int
     reserved_units: int  # the sum of the reserved orders' quantities
     ledger_reserved_units: int  # minus the sum of the reservation rows of the ledger
+    claimed: int  # units still claimed by pending orders
     discrepancies: list[tuple[str, int, int]]
+    claim_discrepancies: list[tuple[str, int, int]]
 
 
 def stock_outcome(product: Product, *, stock: int) -> StockOutcome:
@@ -177,7 +182,9 @@ def stock_outcome(product: Product, *, stock: int) -> StockOutcome:
             lines.filter(order__status=OrderStatus.RESERVED).aggregate(total=Sum("quantity"))["total"] or 0
         ),
         ledger_reserved_units=-ledger_units(product, StockLedgerEntry.Kind.RESERVATION),
+        claimed=Product.objects.get(pk=product.pk).claimed,
         discrepancies=stock_discrepancies(),
+        claim_discrepancies=stock_claim_discrepancies(),
     )
 
 
@@ -187,4 +194,6 @@ def assert_sold_out_exactly(outcome: StockOutcome) -> None:
     assert outcome.reserved_units == outcome.stock, outcome
     assert outcome.ledger_reserved_units == outcome.stock, outcome
     assert outcome.available == 0, outcome
+    assert outcome.claimed == 0, outcome
     assert outcome.discrepancies == [], outcome
+    assert outcome.claim_discrepancies == [], outcome

@@ -10,6 +10,7 @@ from inventory.models import Product
 from inventory.services import stock_adjust
 from notifications.models import NotificationEvent
 from orders.models import Order, OrderEvent
+from orders.selectors import stock_claim_discrepancies
 from orders.services import order_reserve
 from tests.factories import StaffFactory, UserFactory, make_order, make_product, token_for
 
@@ -87,6 +88,46 @@ def test_an_order_for_exactly_the_stock_left_is_accepted(customer):
     )
 
     assert response.status_code == 202
+
+
+def claimed(product: Product) -> int:
+    return Product.objects.get(pk=product.pk).claimed
+
+
+def test_stock_claimed_by_a_pending_order_refuses_the_next_until_that_order_leaves_pending(customer, staff):
+    # given 2 units, both asked for by a pending order
+    product = make_product(sku="PAIR", stock=2)
+    first = client_for(customer).post("/api/v1/orders/", {"items": [{"sku": "PAIR", "quantity": 2}]}, format="json")
+    assert first.status_code == 202
+    assert claimed(product) == 2
+
+    # when another order asks for one, it is refused: the stock is spoken for
+    second = client_for(customer).post("/api/v1/orders/", {"items": [{"sku": "PAIR", "quantity": 1}]}, format="json")
+    assert second.status_code == 409
+    assert second.json()["errors"][0]["code"] == "sold_out"
+
+    # and once the first is cancelled while still pending, its claim is given back and it is accepted
+    assert client_for(customer).post(f"/api/v1/orders/{first.json()['id']}/cancel/").status_code == 200
+    assert claimed(product) == 0
+    third = client_for(customer).post("/api/v1/orders/", {"items": [{"sku": "PAIR", "quantity": 1}]}, format="json")
+    assert third.status_code == 202
+    assert claimed(product) == 1
+
+
+def test_an_order_leaving_pending_gives_back_its_claims_whether_reserved_or_rejected(customer):
+    plenty = make_product(sku="PLENTY", stock=10)
+    scarce = make_product(sku="SCARCE", stock=3)
+    served = make_order(customer=customer, lines=[(plenty, 2), (scarce, 1)])
+    refused = make_order(customer=customer, lines=[(plenty, 1), (scarce, 2)])
+    assert (claimed(plenty), claimed(scarce)) == (3, 3)
+    stock_adjust(product=scarce, delta=-1, reason="damaged")
+
+    assert order_reserve(order_id=served.pk) == "reserved"
+    assert order_reserve(order_id=refused.pk) == "rejected"
+    assert order_reserve(order_id=served.pk) == "reserved"  # a redelivery gives back nothing twice
+
+    assert (claimed(plenty), claimed(scarce)) == (0, 0)
+    assert stock_claim_discrepancies() == []
 
 
 @pytest.mark.parametrize(

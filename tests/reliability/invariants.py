@@ -12,7 +12,8 @@ which prints the report as JSON (see :func:`tests.reliability.stack.Stack.invari
 Invariants:
 
 1. No stock below zero.
-2. The ledger balances: every product's stock equals the sum of its ledger.
+2. The ledger balances: every product's stock equals the sum of its ledger, and its claims equal
+   the units its pending orders ask for.
 3. No accepted order lost: every order the API answered 202 for exists, whole (its lines, a
    total equal to them, its first event, its reservation task in the outbox).
 4. Every order is final, or still progressing: pending with its reservation task in the outbox,
@@ -81,12 +82,14 @@ def invariant_report(expect: Expectations) -> dict[str, Any]:
     from inventory.selectors import stock_discrepancies
     from notifications.models import EmailNotification, NotificationEvent, WebhookDelivery
     from orders.models import Order, OrderEvent
+    from orders.selectors import stock_claim_discrepancies
 
     violations: list[str] = []
 
     # 1. and 2.
     _violation(violations, "stock below zero", list(Product.objects.filter(available__lt=0).values_list("sku")))
     _violation(violations, "stock differs from its ledger (sku, available, ledger)", stock_discrepancies())
+    _violation(violations, "claims differ from pending orders (sku, claimed, pending)", stock_claim_discrepancies())
 
     # 3. Accepted orders exist, whole.
     orders = {o["pk"]: o for o in Order.objects.values("pk", "status", "total", "expires_at")}
