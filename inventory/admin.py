@@ -31,11 +31,14 @@ class StockAdjustmentForm(forms.Form):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["sku", "name", "price", "currency", "available", "active", "updated_at"]
+    list_display = ["sku", "name", "price", "currency", "available", "claimed", "active", "updated_at"]
     list_filter = ["active", "currency"]
     search_fields = ["sku", "name"]
-    readonly_fields = ["available", "created_at", "updated_at", "recent_ledger"]
-    fields = ["sku", "name", "price", "currency", "active", "available", "recent_ledger", "created_at", "updated_at"]
+    readonly_fields = ["available", "claimed", "created_at", "updated_at", "recent_ledger"]
+    fields = [
+        "sku", "name", "price", "currency", "active",
+        "available", "claimed", "recent_ledger", "created_at", "updated_at",
+    ]  # fmt: skip
     paginator = EstimatedCountPaginator
     show_full_result_count = False
 

@@ -16,6 +16,7 @@ import pytest
 from django.db import transaction
 
 from core.models import OutboxMessage
+from inventory.services import stock_adjust
 from notifications.services import notification_publish, webhook_endpoint_create
 from orders.services.reservation import RESERVE_TASK
 from tests.conftest import FLOW_WORKER_ENV
@@ -99,24 +100,24 @@ def test_a_web_instance_removes_its_metrics_directory_when_it_stops(process_fact
 def test_task_metrics_survive_their_pool_processes_and_task_logs_carry_the_request_id(
     without_shared_workers, process_factory, live_web
 ):
-    # given a product with 3 units
+    # given a product with 4 units
     _, token = user_with_token("metrics-customer")
-    make_product("MET-TASK", stock=3)
+    product = make_product("MET-TASK", stock=4)
     client = httpx.Client(base_url=f"{live_web.base_url}/api/v1", headers={"Authorization": f"Token {token}"})
     request_id = str(uuid.uuid4())
 
-    # when three orders of one unit are placed (the first with a request id of its own), then one
-    # of three units (accepted: nothing is reserved yet), and then a worker starts whose pool
-    # replaces each process after one task, logging JSON lines
+    # when four orders of one unit are placed (the first with a request id of its own), one unit
+    # is written off before any is reserved, and then a worker starts whose pool replaces each
+    # process after one task, logging JSON lines
     responses = [
         client.post(
             "/orders/", json={"items": [{"sku": "MET-TASK", "quantity": 1}]}, headers={"X-Request-ID": request_id}
         ),
-        *(client.post("/orders/", json={"items": [{"sku": "MET-TASK", "quantity": 1}]}) for _ in range(2)),
-        client.post("/orders/", json={"items": [{"sku": "MET-TASK", "quantity": 3}]}),
+        *(client.post("/orders/", json={"items": [{"sku": "MET-TASK", "quantity": 1}]}) for _ in range(3)),
     ]
     client.close()
     assert [r.status_code for r in responses] == [202] * 4
+    stock_adjust(product=product, delta=-1, reason="damaged")
     worker = process_factory.worker(
         name="metrics", concurrency=2, args=["--max-tasks-per-child", "1"], env={"LOG_FORMAT": "json"}
     )
