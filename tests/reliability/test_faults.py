@@ -105,7 +105,10 @@ def test_kill_9_of_a_pool_process_and_of_a_worker_during_hundreds_of_orders(stac
     waited = stack.settle()
     accept_resends_caused_by_the_fault(stack, at_most=KILLED_TASKS_AT_MOST)
     figures = assert_invariants(stack, "kill -9")
-    logger.warning("kill -9: (orders, messages) in flight at the kills %s; settled %.1fs after", in_flight, waited)
+    logger.warning(
+        "kill -9: answers %s; (orders, messages) in flight at the kills %s; settled %.1fs after",
+        dict(codes(answers)), in_flight, waited,
+    )  # fmt: skip
     assert figures["stock"]["SCARCE"] == 50  # every scarce unit was reserved, then expired back
 
 
