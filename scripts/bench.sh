@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
-if ! command -v wrk >/dev/null 2>&1; then
-    printf '\033[1m[bench]\033[0m installing wrk\n'
-    if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
-    else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi
-fi
+
+say() { printf '\033[1m[bench]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[bench] %s\033[0m\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+command -v wrk >/dev/null 2>&1 || apt_install wrk
 exec .venv/bin/python -m bench "$@"

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[setup] %s\033[0m\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 find_python() {
     for candidate in python3.11 python3; do
@@ -17,12 +20,10 @@ find_python() {
 }
 
 if [ ! -x .venv/bin/python ]; then
-    PYTHON=$(find_python) || { echo "Python 3.11 is required" >&2; exit 1; }
+    PYTHON=$(find_python) || die "Python 3.11 is required"
     if ! "$PYTHON" -m venv .venv 2>/dev/null; then
         rm -rf .venv
-        say "installing python3-venv"
-        if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
-        else sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv >/dev/null; fi
+        apt_install python3-venv
         "$PYTHON" -m venv .venv
     fi
     say "created .venv with $("$PYTHON" --version)"

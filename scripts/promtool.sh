@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '\033[1m[promtool]\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31m[promtool] %s\033[0m\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if command -v promtool >/dev/null 2>&1; then
     exec promtool "$@"
@@ -22,9 +25,7 @@ if [ ! -x "$local_promtool" ]; then
     chmod 755 "$work"  # apt's download user must be able to write here
     if ! (cd "$work" && apt-get download -qq prometheus >/dev/null 2>&1); then
         # No package lists yet (a fresh machine): read them, as root or through sudo.
-        if [ "$(id -u)" -eq 0 ]; then apt-get update -qq >/dev/null 2>&1 || true
-        elif command -v sudo >/dev/null 2>&1; then sudo apt-get update -qq >/dev/null 2>&1 || true
-        fi
+        (as_root apt-get -o DPkg::Lock::Timeout=600 update -qq) >/dev/null 2>&1 || true
         (cd "$work" && apt-get download -qq prometheus >/dev/null 2>&1) || { say "prometheus package not available"; exit 3; }
     fi
     dpkg-deb --fsys-tarfile "$work"/prometheus_*.deb | tar -x -C "$work" ./usr/bin/promtool

@@ -17,30 +17,14 @@ WAIT_SECONDS=${SERVICES_WAIT_SECONDS:-90}
 say() { printf '\033[1m[services]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[services] %s\033[0m\n' "$*" >&2; exit 1; }
 
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else die "need root to run: $*"
-    fi
-}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 as_postgres() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"
     elif command -v sudo >/dev/null 2>&1; then sudo -u postgres "$@"
     else die "need root to run as postgres: $*"
     fi
-}
-
-APT_UPDATED=0
-apt_install() {
-    command -v apt-get >/dev/null 2>&1 || die "$* missing and this is not a Debian-based machine; install it by hand"
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        say "apt-get update"
-        as_root apt-get update -qq
-        APT_UPDATED=1
-    fi
-    say "installing $*"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
