@@ -131,7 +131,7 @@ _CLAIMS_SQL = """
 
 def _claims_change(lines: Sequence[tuple[int, int]], sign: int) -> None:
     if not connection.in_atomic_block:
-        raise RuntimeError("stock claims change inside the transaction that places or settles the order")
+        raise RuntimeError("stock_claim and stock_unclaim must run inside a transaction")
     totals: dict[int, int] = defaultdict(int)
     for product_id, quantity in lines:
         totals[product_id] += sign * quantity

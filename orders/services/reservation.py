@@ -3,9 +3,9 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 
 from core.outbox import outbox_enqueue
-from inventory.models import Product
 from inventory.services import StockUnavailable, stock_reserve
 from orders.lock_objects import order_lock
 from orders.metrics import reservation_count
@@ -32,12 +32,14 @@ def order_reserve(*, order_id: int) -> str:
         if order.status != OrderStatus.PENDING:
             reservation_count("skipped")
             return str(order.status)
-        lines = list(order.lines.values_list("product_id", "quantity", "sku"))
+        # Read once: the transition gives back the lines' claims and sends them in the payload.
+        prefetch_related_objects([order], "lines")
+        lines = order.lines.all()
         try:
             with transaction.atomic():  # a savepoint: a shortfall undoes the partial decrements
-                stock_reserve(order_id=order.pk, lines=[(product_id, qty) for product_id, qty, _ in lines])
+                stock_reserve(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines])
         except StockUnavailable as exc:
-            skus = dict(Product.objects.filter(pk__in=[s.product_id for s in exc.shortfalls]).values_list("pk", "sku"))
+            skus = {line.product_id: line.sku for line in lines}
             shortfalls = [
                 {"sku": skus[s.product_id], "quantity": s.requested, "reason": s.reason} for s in exc.shortfalls
             ]
