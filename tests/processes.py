@@ -125,12 +125,18 @@ class Process:
     def stop(self, timeout: float = 20) -> None:
         if self.proc is None:
             return
-        self.signal_group(signal.SIGTERM)
+        # SIGTERM to the main process only, as a supervisor should send it: Celery's warm shutdown
+        # and gunicorn's graceful stop finish the work in hand. Sent to the whole group, it would
+        # also reach the pool processes and interrupt their tasks mid-transaction.
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.signal_group(signal.SIGKILL)
             self.proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # anything of its group still left
+            os.killpg(self.proc.pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
         self.proc = None
