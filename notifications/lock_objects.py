@@ -1,14 +1,15 @@
 """Every lock the notifications app takes, taken one way.
 
-Sending is guarded twice:
+Sending is guarded by ``send_lock``, a PostgreSQL *session* advisory lock held for the whole
+attempt, including the HTTP request or SMTP conversation, which run outside any transaction
+(nothing leaves the process inside one). Two copies of one task message (a redelivery, a replay
+racing a retry) cannot send the same notification at the same time; the second gives way. If
+the worker dies, its database connection closes and PostgreSQL releases the lock.
 
-- ``send_lock`` — a PostgreSQL *session* advisory lock held for the whole attempt, including the
-  HTTP request or SMTP conversation, which run outside any transaction (nothing leaves the
-  process inside one). Two copies of one task message (a redelivery, a replay racing a retry)
-  cannot send the same notification at the same time; the second gives way. If the worker dies,
-  its database connection closes and PostgreSQL releases the lock.
-- the row lock (``SELECT ... FOR UPDATE``) under which the status is checked before sending and
-  the outcome written after it, so a notification already sent is never sent again.
+Under it the sender reads the notification, checks that it was not sent already, sends, and
+writes the outcome, without a row lock: only the holder of the send lock writes a
+notification's attempts, and the other writer, a resend (under the row lock, below), never
+touches one that was sent. So a notification already sent is never sent again.
 """
 
 from __future__ import annotations

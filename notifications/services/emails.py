@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 
 from core.log_context import log_context_bind_order
 from notifications.emails import classify_email_error, email_message_build
-from notifications.lock_objects import email_notification_lock, send_lock
+from notifications.lock_objects import send_lock
 from notifications.models import EmailNotification
 from notifications.services.outcomes import Outcome, SendResult, give_up_reason, next_retry_in
 from notifications.webhook_client import Verdict
@@ -24,16 +23,15 @@ def email_notification_send(*, email_id: int, attempt: int) -> SendResult:
     """Make one attempt at sending an e-mail, record it, and say what the task does next.
 
     An e-mail already sent is not sent again. The SMTP conversation runs outside any
-    transaction, under the e-mail's send lock.
+    transaction, under the e-mail's send lock (see notifications/lock_objects.py).
     """
     with send_lock(kind=SEND_LOCK_KIND, object_id=email_id) as acquired:
         if not acquired:
             return SendResult(Outcome.SKIPPED, "another worker is sending this e-mail")
-        with transaction.atomic(durable=True):
-            notification = email_notification_lock(email_id=email_id)
-            log_context_bind_order(notification.event.order_id)
-            if notification.status == EmailNotification.Status.SENT:
-                return SendResult(Outcome.SKIPPED, "already sent")
+        notification = EmailNotification.objects.select_related("event").get(pk=email_id)
+        log_context_bind_order(notification.event.order_id)
+        if notification.status == EmailNotification.Status.SENT:
+            return SendResult(Outcome.SKIPPED, "already sent")
         error = ""
         verdict = Verdict.SUCCEEDED
         try:
@@ -41,13 +39,11 @@ def email_notification_send(*, email_id: int, attempt: int) -> SendResult:
         except Exception as exc:  # every failure is recorded and classified, none escapes
             verdict = classify_email_error(exc)
             error = f"{type(exc).__name__}: {exc}"
-        with transaction.atomic(durable=True):
-            notification = email_notification_lock(email_id=email_id)
-            return _attempt_record(notification, attempt=attempt, verdict=verdict, error=error)
+        return _attempt_record(notification, attempt=attempt, verdict=verdict, error=error)
 
 
 def _attempt_record(notification: EmailNotification, *, attempt: int, verdict: Verdict, error: str) -> SendResult:
-    """Record one attempt and the e-mail's new status. Call while holding its row lock."""
+    """Record one attempt and the e-mail's new status (one statement). Call holding its send lock."""
     now = timezone.now()
     if verdict is Verdict.SUCCEEDED:
         notification.status = EmailNotification.Status.SENT

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core.log_context import log_context_bind_order
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
-from notifications.lock_objects import send_lock, webhook_delivery_lock
+from notifications.lock_objects import send_lock
 from notifications.models import DeliveryAttempt, EventType, WebhookDelivery, WebhookEndpoint
 from notifications.services.outcomes import Outcome, SendResult, give_up_reason, next_retry_in
 from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
@@ -86,23 +86,21 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
     with send_lock(kind=SEND_LOCK_KIND, object_id=delivery_id) as acquired:
         if not acquired:
             return SendResult(Outcome.SKIPPED, "another worker is sending this delivery")
-        with transaction.atomic(durable=True):
-            delivery = webhook_delivery_lock(delivery_id=delivery_id)
-            log_context_bind_order(delivery.event.order_id)
-            if delivery.status == WebhookDelivery.Status.SUCCEEDED:
-                return SendResult(Outcome.SKIPPED, "already delivered")
-            if not delivery.endpoint.active:
-                return _skip_inactive_endpoint(delivery)
-            attempted_at = timezone.now()
-            request = _request_build(delivery, now=attempted_at)
+        delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
+        log_context_bind_order(delivery.event.order_id)
+        if delivery.status == WebhookDelivery.Status.SUCCEEDED:
+            return SendResult(Outcome.SKIPPED, "already delivered")
+        if not delivery.endpoint.active:
+            return _skip_inactive_endpoint(delivery)
+        attempted_at = timezone.now()
+        request = _request_build(delivery, now=attempted_at)
         response = webhook_post(url=request.url, body=request.body, headers=request.headers)
         with transaction.atomic(durable=True):
-            delivery = webhook_delivery_lock(delivery_id=delivery_id)
             return _attempt_record(delivery, attempt=attempt, attempted_at=attempted_at, response=response)
 
 
 def _skip_inactive_endpoint(delivery: WebhookDelivery) -> SendResult:
-    """Call while holding the delivery's row lock."""
+    """Call holding the delivery's send lock."""
     delivery.status = WebhookDelivery.Status.FAILED
     delivery.last_error = "endpoint deactivated; not sent"
     delivery.next_attempt_at = None
@@ -114,7 +112,7 @@ def _skip_inactive_endpoint(delivery: WebhookDelivery) -> SendResult:
 def _attempt_record(
     delivery: WebhookDelivery, *, attempt: int, attempted_at: datetime, response: WebhookResponse
 ) -> SendResult:
-    """Record one attempt and the delivery's new status. Call while holding its row lock."""
+    """Record one attempt and the delivery's new status. Call inside a transaction, holding its send lock."""
     now = timezone.now()
     retry_in = None
     if response.verdict is Verdict.SUCCEEDED:
