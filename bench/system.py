@@ -107,10 +107,9 @@ class System:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
+    def commands(self) -> dict[str, list[str]]:
         bin_dir = Path(sys.executable).parent
-        commands = {
+        return {
             "web": [
                 str(bin_dir / "gunicorn"), "config.wsgi:application",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.web_workers),
@@ -125,19 +124,33 @@ class System:
                 "--schedule", str(LOG_DIR / "celerybeat-schedule"),
             ],
         }  # fmt: skip
-        for name, argv in commands.items():
+
+    def start(self, *names: str) -> None:
+        """Start the named processes (all of them by default) and wait until they serve."""
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        commands = self.commands()
+        for name in names or commands:
             log = (LOG_DIR / f"{name}.log").open("ab")
             self.procs[name] = subprocess.Popen(
-                [*DIE_WITH_PARENT, *argv], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+                [*DIE_WITH_PARENT, *commands[name]],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                up = httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
-                if up and self.worker_processes() and len(self.web_processes()) == self.web_workers:
-                    return
+            if self.ready():
+                return
             time.sleep(0.5)
         raise RuntimeError(f"the system did not start; see {LOG_DIR}")
+
+    def ready(self) -> bool:
+        if "worker" in self.procs and not self.worker_processes():
+            return False
+        if "web" in self.procs:
+            with contextlib.suppress(httpx.HTTPError):
+                up = httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+                return up and len(self.web_processes()) == self.web_workers
+            return False
+        return True
 
     def web_processes(self) -> list[int]:
         return children(self.procs["web"].pid)
@@ -156,14 +169,19 @@ class System:
         named.update({f"worker[{i}]": pid for i, pid in enumerate(sorted(worker[1:]))})
         return {name: rss_kib(pid) for name, pid in named.items()}
 
-    def stop(self) -> None:
-        for proc in self.procs.values():
+    def stop(self, *names: str) -> None:
+        """Stop the named processes (all of them by default): SIGTERM, as a supervisor does.
+
+        The worker's main process alone gets it (Celery's warm shutdown finishes the tasks under
+        way); what is left of a process group after 20 s is killed.
+        """
+        procs = {name: self.procs.pop(name) for name in names or list(self.procs)}
+        for proc in procs.values():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
+            proc.wait()
