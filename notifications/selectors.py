@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.db.models import QuerySet
 
 from notifications.models import WebhookDelivery, WebhookEndpoint
@@ -14,6 +16,14 @@ def webhook_endpoint_list() -> QuerySet[WebhookEndpoint]:
 def webhook_endpoint_list_subscribed(*, event_type: str) -> QuerySet[WebhookEndpoint]:
     """Active endpoints subscribed to ``event_type``, in id order."""
     return WebhookEndpoint.objects.filter(active=True, events__contains=[event_type]).order_by("id")
+
+
+def webhook_event_types_subscribed(*, event_types: Collection[str]) -> set[str]:
+    """Which of ``event_types`` some active endpoint is subscribed to (one indexed lookup)."""
+    subscribed = WebhookEndpoint.objects.filter(active=True, events__overlap=list(event_types))
+    return {event_type for events in subscribed.values_list("events", flat=True) for event_type in events} & set(
+        event_types
+    )
 
 
 def webhook_delivery_list(*, status: str | None = None, endpoint_id: int | None = None) -> QuerySet[WebhookDelivery]:

@@ -7,6 +7,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -20,11 +21,15 @@ from notifications.models import (
     NotificationEvent,
     WebhookDelivery,
 )
-from notifications.selectors import webhook_endpoint_list_subscribed
+from notifications.selectors import webhook_endpoint_list_subscribed, webhook_event_types_subscribed
 
 WEBHOOK_DELIVERY_TASK = "notifications.tasks.webhook_delivery_send_task"
 EMAIL_NOTIFICATION_TASK = "notifications.tasks.email_notification_send_task"
 FAN_OUT_TASK = "notifications.tasks.notification_fan_out_task"
+# Up to this many events (one order's transition, which may announce its placement too), the
+# transaction writes their e-mails itself; a bigger batch (the expiry sweeper's) is fanned out
+# by one task, so the sweeper's transaction stays short.
+FEW_EVENTS = 4
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class Notification:
     event_type: str
     payload: dict[str, Any]
     email: str | None
+    # When it happened, if not now (the event's ``created_at``, the webhook body's too).
+    occurred_at: datetime | None = None
 
 
 def notifications_publish(
@@ -50,10 +57,10 @@ def notifications_publish(
     task message costs:
 
     - a batch (the expiry sweeper's) is fanned out by one task for the whole batch;
-    - a single event writes its e-mail and that e-mail's send task here (one row; a fan-out
-      message would cost more), and has its deliveries fanned out by a task only if some
-      active endpoint is subscribed to its type (one indexed lookup), so an order placed with
-      no merchant endpoint sends no extra message at all.
+    - a few events (``FEW_EVENTS``) write their e-mails and those e-mails' send tasks here,
+      and have their deliveries fanned out by one task only if some active endpoint is
+      subscribed to one of their types (one indexed lookup), so an order's transition with no
+      merchant endpoint listening sends no extra message at all.
 
     ``payload`` is the order as the API shows it, JSON-ready. An event's id is the
     ``webhook-id`` and the body's ``id``: the same for every endpoint and every attempt.
@@ -64,20 +71,25 @@ def notifications_publish(
         if notification.event_type not in EventType.values:
             raise ValueError(f"Unknown notification event type {notification.event_type!r}")
     events = NotificationEvent.objects.bulk_create(
-        NotificationEvent(event_type=n.event_type, payload=n.payload) for n in notifications
+        NotificationEvent(event_type=n.event_type, payload=n.payload, created_at=n.occurred_at or timezone.now())
+        for n in notifications
     )
     recipients = [n.email if n.email and n.event_type in EMAIL_EVENT_TYPES else None for n in notifications]
     tasks = list(enqueue_with)
-    if len(events) > 1:
+    if len(events) > FEW_EVENTS:
         fan_out = [[str(e.id), e.event_type, recipient] for e, recipient in zip(events, recipients, strict=True)]
         tasks.append(OutboxTask(FAN_OUT_TASK, [fan_out]))
     elif events:
-        (event,), (recipient,) = events, recipients
-        if webhook_endpoint_list_subscribed(event_type=event.event_type).exists():
-            tasks.append(OutboxTask(FAN_OUT_TASK, [[[str(event.id), event.event_type, None]]]))
-        if recipient:
-            email = EmailNotification.objects.create(event=event, recipient=recipient)
-            tasks.append(OutboxTask(EMAIL_NOTIFICATION_TASK, [email.pk]))
+        subscribed = webhook_event_types_subscribed(event_types={event.event_type for event in events})
+        if subscribed:
+            fan_out = [[str(e.id), e.event_type, None] for e in events if e.event_type in subscribed]
+            tasks.append(OutboxTask(FAN_OUT_TASK, [fan_out]))
+        emails = EmailNotification.objects.bulk_create(
+            EmailNotification(event=event, recipient=recipient)
+            for event, recipient in zip(events, recipients, strict=True)
+            if recipient
+        )
+        tasks += [OutboxTask(EMAIL_NOTIFICATION_TASK, [email.pk]) for email in emails]
     outbox_enqueue_many(tasks)
     return events
 

@@ -7,14 +7,12 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from core.errors import Conflict
-from core.outbox import OutboxTask
+from core.outbox import outbox_enqueue
 from inventory.models import Product
 from inventory.services import stock_claim
-from notifications.services import notification_publish
 from orders.error_codes import OrderErrorCode
 from orders.metrics import order_created_count
 from orders.models import Actor, Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
-from orders.serializers import order_payload
 from orders.services.reservation import RESERVE_TASK
 
 
@@ -30,7 +28,8 @@ class OrderItem:
 
 def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
     """Accept an order: the order, its lines, its first event and the reservation task commit
-    together (or not at all). Stock is reserved later by a worker (``order_reserve``).
+    together (or not at all). Stock is reserved later by a worker (``order_reserve``), which
+    also announces the order to e-mail and webhooks.
 
     Items must already be validated (known, active, distinct products in one currency), with
     the products as just read from the database.
@@ -73,12 +72,9 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
             reason="order placed",
             created_at=order.created_at,
         )
-        notification_publish(
-            event_type="order.pending",
-            payload=order_payload(order),
-            email=email,
-            enqueue_with=[OutboxTask(RESERVE_TASK, [order.pk])],  # one outbox statement for both tasks
-        )
+        # The reservation task only: the order is announced (``order.pending``) when it leaves
+        # pending, by the transaction that moves it on (orders_transition).
+        outbox_enqueue(task_name=RESERVE_TASK, args=[order.pk])
         stock_claim(lines=[(item.product.pk, item.quantity) for item in items])
         order_created_count()
     return order

@@ -65,6 +65,12 @@ def orders_transition(
     stock of orders leaving ``reserved``/``paid`` by a releasing transition, and publishes each
     event to e-mail and merchant webhooks after commit. Works on many orders at once so the
     expiry sweeper pays a handful of queries per batch, not per order.
+
+    An order leaving ``pending`` (reserved, rejected or cancelled) is announced as placed
+    (``order.pending``, with the order as it was then and the time it was placed) just before
+    its new state: the placement itself publishes nothing, which keeps the request that accepts
+    an order short. The two leave together, in this transaction, so the announcement is made
+    exactly once, and before anything else happens to the order.
     """
     if not orders:
         return []
@@ -75,6 +81,12 @@ def orders_transition(
             raise InvalidTransition(f"Cannot {name} an order that is {order.status}.")
     now = timezone.now()
     from_statuses = {order.pk: str(order.status) for order in orders}
+    leaving_pending = [order for order in orders if order.status == OrderStatus.PENDING]
+    prefetch_related_objects(leaving_pending, "lines")  # for their claims and payloads
+    placed = [
+        Notification("order.pending", payload, order.email, occurred_at=order.created_at)
+        for order, payload in zip(leaving_pending, orders_payload(leaving_pending), strict=True)
+    ]
     for order in orders:
         getattr(order, name)(at=now)
         order.updated_at = now
@@ -88,9 +100,7 @@ def orders_transition(
         )
         if updated != len(ids):  # only possible if a caller forgot the row lock
             raise ConcurrentTransition(f"{len(ids) - updated} order(s) changed status concurrently")
-    leaving_pending = [order for order in orders if from_statuses[order.pk] == OrderStatus.PENDING]
     if leaving_pending:  # reserved, rejected or cancelled: what the order asked for is no longer claimed
-        prefetch_related_objects(leaving_pending, "lines")  # kept for the payloads below
         stock_unclaim(
             lines=[(line.product_id, line.quantity) for order in leaving_pending for line in order.lines.all()]
         )
@@ -111,7 +121,8 @@ def orders_transition(
         for order in orders
     )
     notifications_publish(
-        notifications=[
+        notifications=placed
+        + [
             Notification(f"order.{order.status}", payload, order.email)
             for order, payload in zip(orders, orders_payload(orders), strict=True)
         ]

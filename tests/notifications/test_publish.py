@@ -18,7 +18,12 @@ from notifications.models import (
     WebhookEndpoint,
 )
 from notifications.services import Notification, notification_publish, notifications_publish, webhook_endpoint_create
-from notifications.services.publishing import EMAIL_NOTIFICATION_TASK, FAN_OUT_TASK, WEBHOOK_DELIVERY_TASK
+from notifications.services.publishing import (
+    EMAIL_NOTIFICATION_TASK,
+    FAN_OUT_TASK,
+    FEW_EVENTS,
+    WEBHOOK_DELIVERY_TASK,
+)
 from notifications.tasks import notification_fan_out_task
 from tests.notifications.factories import WebhookEndpointFactory, order_payload
 
@@ -121,6 +126,27 @@ def test_a_repeated_fan_out_creates_and_queues_nothing_more():
 
 
 @pytest.mark.django_db
+def test_a_few_events_write_their_emails_and_fan_out_only_the_subscribed_types(django_assert_num_queries):
+    # given an endpoint subscribed to placements only
+    WebhookEndpointFactory.create(events=["order.pending", "order.paid"])
+
+    # when an order's placement and reservation are published together
+    with django_assert_num_queries(4):  # events, subscribed types, e-mails, outbox
+        placed, reserved = notifications_publish(
+            notifications=[
+                Notification("order.pending", order_payload(status="pending"), "c@example.com"),
+                Notification("order.reserved", order_payload(), "c@example.com"),
+            ]
+        )
+
+    # then the reservation's e-mail is written here, and the fan-out task has the placement only
+    email = EmailNotification.objects.get()
+    assert email.event == reserved
+    assert send_messages() == {(EMAIL_NOTIFICATION_TASK, (email.pk,))}
+    assert fan_out_message().args == [[[str(placed.id), "order.pending", None]]]
+
+
+@pytest.mark.django_db
 def test_a_batch_is_fanned_out_by_one_task(django_assert_num_queries):
     # given an endpoint subscribed to expiries
     WebhookEndpointFactory.create(events=["order.expired"])
@@ -128,19 +154,19 @@ def test_a_batch_is_fanned_out_by_one_task(django_assert_num_queries):
     # when the sweeper publishes a batch, only the events and one task are written
     with django_assert_num_queries(2):
         events = notifications_publish(
-            notifications=[Notification("order.expired", order_payload(), f"c{i}@example.com") for i in range(3)]
+            notifications=[
+                Notification("order.expired", order_payload(), f"c{i}@example.com") for i in range(FEW_EVENTS + 1)
+            ]
         )
     assert not EmailNotification.objects.exists()
 
     # then the task creates every delivery and e-mail, and queues their sends
     notification_fan_out_task.apply(args=fan_out_message().args)
-    assert WebhookDelivery.objects.filter(event__in=events).count() == 3
+    assert WebhookDelivery.objects.filter(event__in=events).count() == FEW_EVENTS + 1
     assert sorted(EmailNotification.objects.values_list("recipient", flat=True)) == [
-        "c0@example.com",
-        "c1@example.com",
-        "c2@example.com",
+        f"c{i}@example.com" for i in range(FEW_EVENTS + 1)
     ]
-    assert len(send_messages()) == 6
+    assert len(send_messages()) == 2 * (FEW_EVENTS + 1)
 
 
 @pytest.mark.django_db

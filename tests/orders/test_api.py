@@ -114,6 +114,39 @@ def test_stock_claimed_by_a_pending_order_refuses_the_next_until_that_order_leav
     assert claimed(product) == 1
 
 
+def announcements(order_id: int) -> list[tuple[str, str]]:
+    """The order's notification events, oldest first, as (type, status in the payload)."""
+    events = NotificationEvent.objects.filter(payload__id=order_id).order_by("created_at", "event_type")
+    return [(event.event_type, event.payload["status"]) for event in events]
+
+
+def test_an_order_is_announced_as_placed_when_it_leaves_pending_and_only_then(customer):
+    product = make_product(stock=1)
+    items = [{"sku": product.sku, "quantity": 1}]
+    placed = client_for(customer).post("/api/v1/orders/", {"items": items}, format="json")
+    order = Order.objects.get(pk=placed.json()["id"])
+    assert announcements(order.pk) == []  # placing writes no notification
+
+    assert order_reserve(order_id=order.pk) == "reserved"
+    assert order_reserve(order_id=order.pk) == "reserved"  # a redelivery announces nothing twice
+
+    assert announcements(order.pk) == [("order.pending", "pending"), ("order.reserved", "reserved")]
+    assert NotificationEvent.objects.get(event_type="order.pending").created_at == order.created_at
+
+
+def test_an_order_cancelled_or_rejected_while_pending_is_announced_as_placed_first(customer):
+    product = make_product(stock=1)
+    cancelled = make_order(customer=customer, lines=[(product, 1)])
+    rejected = make_order(customer=customer, lines=[(product, 1)])
+    stock_adjust(product=product, delta=-1, reason="damaged")
+
+    assert client_for(customer).post(f"/api/v1/orders/{cancelled.pk}/cancel/").status_code == 200
+    assert order_reserve(order_id=rejected.pk) == "rejected"
+
+    assert announcements(cancelled.pk) == [("order.pending", "pending"), ("order.cancelled", "cancelled")]
+    assert announcements(rejected.pk) == [("order.pending", "pending"), ("order.rejected", "rejected")]
+
+
 def test_an_order_leaving_pending_gives_back_its_claims_whether_reserved_or_rejected(customer):
     plenty = make_product(sku="PLENTY", stock=10)
     scarce = make_product(sku="SCARCE", stock=3)
