@@ -21,7 +21,13 @@ from core.throttling import FailOpenUserRateThrottle
 from inventory.selectors import products_by_sku
 from orders.models import Actor, OrderStatus
 from orders.selectors import OrderNotFound, order_check_visible, order_event_list, order_get, order_list
-from orders.serializers import OrderEventOutputSerializer, OrderOutputSerializer
+from orders.serializers import (
+    OrderEventOutputSerializer,
+    OrderOutputSerializer,
+    order_events_payload,
+    order_payload,
+    orders_payload,
+)
 from orders.services import OrderItem, SoldOut, order_act, order_place, payment_callback_process
 from orders.services.payments import InvalidPaymentPayload, InvalidSignature
 from orders.services.transitions import InvalidTransition, TransitionNotPermitted
@@ -95,7 +101,7 @@ class OrderListCreateApi(APIView):
             raise serializers.ValidationError({"status": [f"Unknown status {status_filter!r}."]})
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(order_list(user=request.user, status=status_filter), request, view=self)
-        return paginator.get_paginated_response(OrderOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(orders_payload(page or []))
 
     @extend_schema(
         request=InputSerializer,
@@ -113,16 +119,14 @@ class OrderListCreateApi(APIView):
             raise serializers.ValidationError({"email": ["Required: your account has no e-mail address."]})
         order = order_place(customer=authenticated_user(request), email=email, items=serializer.validated_data["items"])
         location = request.build_absolute_uri(reverse("order-detail", args=[order.pk]))
-        return Response(
-            OrderOutputSerializer(order).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location}
-        )
+        return Response(order_payload(order), status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
 class OrderDetailApi(APIView):
     @extend_schema(responses=OrderOutputSerializer)
     @raises(OrderNotFound)
     def get(self, request: Request, order_id: int) -> Response:
-        return Response(OrderOutputSerializer(order_get(user=request.user, order_id=order_id)).data)
+        return Response(order_payload(order_get(user=request.user, order_id=order_id)))
 
 
 class OrderEventListApi(APIView):
@@ -134,7 +138,7 @@ class OrderEventListApi(APIView):
         paginator = self.pagination_class()
         events = order_event_list(user=request.user, order_id=order_id)
         page = paginator.paginate_queryset(events, request, view=self)
-        return paginator.get_paginated_response(OrderEventOutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(order_events_payload(page or []))
 
 
 class OrderActionApi(APIView):
@@ -149,7 +153,7 @@ class OrderActionApi(APIView):
         order_check_visible(user=request.user, order_id=order_id)  # another customer's order: 404
         actor = Actor.STAFF if request.user.is_staff else Actor.CUSTOMER
         order = order_act(order_id=order_id, name=self.action_name, actor=actor, actor_user=authenticated_user(request))
-        return Response(OrderOutputSerializer(order).data)
+        return Response(order_payload(order))
 
 
 class PaymentWebhookApi(APIView):
