@@ -24,7 +24,7 @@ def product_get(*, sku: str) -> Product:
 
 
 def products_by_sku(*, skus: list[str]) -> dict[str, Product]:
-    return {product.sku: product for product in Product.objects.filter(sku__in=skus)}
+    return {product.sku: product for product in Product.objects.filter(sku__in=skus).order_by()}
 
 
 def stock_discrepancies() -> list[tuple[str, int, int]]:
