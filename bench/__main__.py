@@ -4,7 +4,7 @@
 
 (``scripts/bench.sh`` installs wrk if it is missing, makes the services ready, then runs
 ``python -m bench`` with the same arguments.) Brings up gunicorn (``--web-workers``, default
-2 x cores + 1) and a Celery worker (``--worker-concurrency``, default 2 x cores: its tasks mostly
+2 x cores) and a Celery worker (``--worker-concurrency``, default 2 x cores: its tasks mostly
 wait for PostgreSQL and RabbitMQ) and
 beat on a fresh ``orders_bench`` database, measures each benchmark and its baseline side by side
 in the same run, with the same server, and reports medians with min-max. The expiry benchmark
@@ -392,7 +392,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=15, help="seconds per throughput run")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma separated, of {', '.join(BENCHMARKS)}")
-    parser.add_argument("--web-workers", type=int, default=2 * cores + 1)
+    # Two per core: a sync worker waits for PostgreSQL and RabbitMQ during part of each request,
+    # and more (gunicorn's usual 2 x cores + 1) fight PostgreSQL, RabbitMQ, the Celery worker and
+    # the load generator for the same cores (see the README).
+    parser.add_argument("--web-workers", type=int, default=2 * cores)
     parser.add_argument("--worker-concurrency", type=int, default=2 * cores)
     parser.add_argument("--pipeline-orders", type=int, default=10_000)
     parser.add_argument("--flash-attempts", type=int, default=5_000)
