@@ -10,9 +10,9 @@ from rest_framework import serializers
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus
 
 # The two serialisers below are on every order read and write. They declare their fields
-# rather than derive them from the models (``ModelSerializer``), because a ModelSerializer
-# rebuilds its fields from the model on every instantiation: about a tenth of the Python work
-# of an order read, twice per order placed. The types mirror the models' fields (orders/models.py).
+# rather than derive them from the models (``ModelSerializer``), which reads the model to build
+# them; the types mirror the models' fields (orders/models.py). They are built once per process
+# (below), not per request.
 
 
 class OrderLineOutputSerializer(serializers.Serializer[OrderLine]):
