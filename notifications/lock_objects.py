@@ -3,8 +3,9 @@
 Sending is guarded by ``send_lock``, a PostgreSQL *session* advisory lock held for the whole
 attempt, including the HTTP request or SMTP conversation, which run outside any transaction
 (nothing leaves the process inside one). Two copies of one task message (a redelivery, a replay
-racing a retry) cannot send the same notification at the same time; the second gives way. If
-the worker dies, its database connection closes and PostgreSQL releases the lock.
+racing a retry) cannot send the same notification at the same time; the second does not send
+and its task tries again later (``busy_result``). If the worker dies, its database connection
+closes and PostgreSQL releases the lock, and that retry sends what it left unsent.
 
 Under it the sender reads the notification, checks that it was not sent already, sends, and
 writes the outcome, without a row lock: only the holder of the send lock writes a

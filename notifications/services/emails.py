@@ -11,7 +11,7 @@ from core.log_context import log_context_bind_order
 from notifications.emails import classify_email_error, email_message_build
 from notifications.lock_objects import send_lock
 from notifications.models import EmailNotification
-from notifications.services.outcomes import Outcome, SendResult, give_up_reason, next_retry_in
+from notifications.services.outcomes import Outcome, SendResult, busy_result, give_up_reason, next_retry_in
 from notifications.webhook_client import Verdict
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def email_notification_send(*, email_id: int, attempt: int) -> SendResult:
     """
     with send_lock(kind=SEND_LOCK_KIND, object_id=email_id) as acquired:
         if not acquired:
-            return SendResult(Outcome.SKIPPED, "another worker is sending this e-mail")
+            return busy_result(attempt=attempt, what="e-mail")
         notification = EmailNotification.objects.select_related("event").get(pk=email_id)
         log_context_bind_order(notification.event.order_id)
         if notification.status == EmailNotification.Status.SENT:

@@ -16,7 +16,7 @@ from core.log_context import log_context_bind_order
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.lock_objects import send_lock
 from notifications.models import DeliveryAttempt, EventType, WebhookDelivery, WebhookEndpoint
-from notifications.services.outcomes import Outcome, SendResult, give_up_reason, next_retry_in
+from notifications.services.outcomes import Outcome, SendResult, busy_result, give_up_reason, next_retry_in
 from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
 from notifications.ssrf import address_refusal, url_refusal
 from notifications.webhook_client import Verdict, WebhookResponse, webhook_post
@@ -85,7 +85,7 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
     """
     with send_lock(kind=SEND_LOCK_KIND, object_id=delivery_id) as acquired:
         if not acquired:
-            return SendResult(Outcome.SKIPPED, "another worker is sending this delivery")
+            return busy_result(attempt=attempt, what="delivery")
         delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
         log_context_bind_order(delivery.event.order_id)
         if delivery.status == WebhookDelivery.Status.SUCCEEDED:
