@@ -3,25 +3,23 @@
 Messages are JSON, persistent and published with broker confirms; tasks are acknowledged after
 they run, a task whose worker dies is returned to its queue, and a task that fails for good is
 rejected without requeue so RabbitMQ moves it to the dead-letter queue (config/queues.py).
+The task class and the consumer that do the dead-lettering are core's (core/failures.py),
+named by dotted path: this module imports nothing from ``core`` or the apps.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 from celery import Celery, bootsteps, signals
-from celery.worker.consumer import Consumer
 
 from config import queues
-from core.metrics_files import metrics_dir_create, metrics_dir_remove
+from config.metrics_dirs import metrics_dir_create, metrics_dir_remove
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-
-logger = logging.getLogger(__name__)
 
 
 def _started_as_worker() -> bool:
@@ -32,7 +30,7 @@ def _started_as_worker() -> bool:
 
 
 # The worker's pool processes keep their counters in this worker's own metrics directory
-# (core/metrics_files.py). It must exist before the task modules, and prometheus_client with
+# (config/metrics_dirs.py). It must exist before the task modules, and prometheus_client with
 # them, are imported: Celery imports them before any worker signal is sent, hence here.
 worker_metrics_dir: Path | None = metrics_dir_create("worker") if _started_as_worker() else None
 
@@ -59,26 +57,9 @@ def _recycle_database_connections(sender: Any = None, **kwargs: Any) -> None:
     close_old_connections()
 
 
-# Every task records its final failure (core.failures) before its message is dead-lettered.
+# Every task records its final failure (core/failures.py) before its message is dead-lettered.
 app = Celery("config", task_cls="core.failures:FailureRecordingTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-
-
-class DeadLetteringConsumer(Consumer):
-    """A consumer that dead-letters messages it cannot decode instead of dropping them."""
-
-    def on_decode_error(self, message: Any, exc: Exception) -> None:
-        from core.failures import queue_from_routing_key
-        from core.metrics import DEAD_LETTERED
-
-        logger.error(
-            "Undecodable message dead-lettered (content type %r): %s",
-            message.content_type,
-            exc,
-        )
-        message.reject(requeue=False)
-        queue = queue_from_routing_key((message.delivery_info or {}).get("routing_key"))
-        DEAD_LETTERED.labels(queue, "undecodable").inc()
 
 
 class DeclareDeadLetterTopology(bootsteps.StartStopStep):
@@ -118,7 +99,7 @@ app.conf.update(
     # A task that raised after its last retry is rejected without requeue: dead-lettered.
     task_acks_on_failure_or_timeout=False,
     worker_prefetch_multiplier=1,
-    worker_consumer="config.celery_app:DeadLetteringConsumer",
+    worker_consumer="core.failures:DeadLetteringConsumer",
     worker_hijack_root_logger=False,
     worker_send_task_events=False,
 )

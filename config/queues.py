@@ -17,6 +17,7 @@ with a countdown on quorum queues) re-routes delayed messages with topic binding
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kombu import Connection, Exchange, Queue
@@ -33,8 +34,18 @@ TASK_EXCHANGE = Exchange("tasks", type="topic", durable=True)
 DEAD_LETTER_EXCHANGE = Exchange("dead-letter", type="direct", durable=True)
 
 
+# Native delayed delivery (retries with a countdown on quorum queues) prefixes the routing key
+# with 28 binary digits, e.g. "0.0. ... .1.notifications".
+_DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
+
+
 def dead_letter_queue_name(queue_name: str) -> str:
     return f"{queue_name}.dlq"
+
+
+def queue_from_routing_key(routing_key: str | None) -> str:
+    """The work queue a message was routed to: the routing key is the queue's name."""
+    return _DELAY_PREFIX.sub("", routing_key or "", count=1)
 
 
 def _work_queue(name: str) -> Queue:

@@ -17,7 +17,7 @@ from config import queues
 from core import dead_letters
 from core.admin_tools import EstimatedCountPaginator, ReadOnlyAdmin, duration_display
 from core.models import DeadLetter, OutboxMessage, TaskFailure
-from core.operations import outbox_backlog, queue_depths
+from core.readings import outbox_backlog, queue_depths
 
 logger = logging.getLogger(__name__)
 

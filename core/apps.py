@@ -6,6 +6,8 @@ class CoreConfig(AppConfig):
     verbose_name = "Plumbing"
 
     def ready(self) -> None:
-        from core.metrics import connect_task_signals
+        # Imported here: Django imports this module before the apps are ready.
+        from core import log_context, metrics
 
-        connect_task_signals()
+        log_context.connect_task_signals()
+        metrics.connect_task_signals()

@@ -1,37 +1,33 @@
-"""The app's base task: a task that fails for good leaves a ``TaskFailure`` row behind.
+"""What a worker does with a message that fails for good: it goes to the dead-letter queue.
 
-Celery calls ``on_failure`` in the pool process when a task raises anything but ``Retry``
-(including ``MaxRetriesExceededError``). With ``task_acks_late`` and
-``task_acks_on_failure_or_timeout=False`` the worker then rejects the message without requeue
-and RabbitMQ moves it to the queue's dead-letter queue; the row records why, so
-``manage.py dlq list`` and the admin can show it.
+``FailureRecordingTask`` is every task's base class (``task_cls`` of the Celery app). Celery
+calls ``on_failure`` in the pool process when a task raises anything but ``Retry`` (including
+``MaxRetriesExceededError``); with ``task_acks_late`` and ``task_acks_on_failure_or_timeout=False``
+the worker then rejects the message without requeue and RabbitMQ moves it to the queue's
+dead-letter queue. The ``TaskFailure`` row says why, for ``manage.py dlq list`` and the admin.
 
-A message that kills its worker never reaches ``on_failure``; the broker dead-letters it after
-``x-delivery-limit`` deliveries and ``x-death`` says so (reason ``delivery_limit``).
+``DeadLetteringConsumer`` (``worker_consumer``) does the same for a message that cannot be
+decoded, which Celery would otherwise drop. A message that kills its worker reaches neither: the
+broker dead-letters it after ``x-delivery-limit`` deliveries (``x-death`` reason ``delivery_limit``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
 from celery import Task
+from celery.worker.consumer import Consumer
 from django.core.serializers.json import DjangoJSONEncoder
+
+from config.queues import queue_from_routing_key
+from core.metrics import DEAD_LETTERED
 
 logger = logging.getLogger(__name__)
 
-# Native delayed delivery (retries with a countdown on quorum queues) prefixes the routing key
-# with 28 binary digits, e.g. "0.0. ... .1.notifications".
-_DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
 MAX_ERROR_LENGTH = 4000
 MAX_TRACEBACK_LENGTH = 20000
-
-
-def queue_from_routing_key(routing_key: str | None) -> str:
-    """The work queue a message was routed to (routing key = queue name in config/queues.py)."""
-    return _DELAY_PREFIX.sub("", routing_key or "", count=1)
 
 
 def _json_ready(value: Any) -> Any:
@@ -53,7 +49,9 @@ def task_failure_record(
     error: str,
     traceback: str,
 ) -> None:
-    from core.models import TaskFailure  # the task class is loaded before Django's apps
+    # Not at the top: Celery loads the task class when the app is finalised, before Django's
+    # apps are, and a model cannot be imported until they are.
+    from core.models import TaskFailure
 
     TaskFailure.objects.create(
         task_id=task_id,
@@ -71,12 +69,12 @@ class FailureRecordingTask(Task):
     """Base class of every task of the app (``Celery(task_cls=...)`` in config/celery_app.py)."""
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
-        delivery_info = self.request.delivery_info or {}
+        queue = queue_from_routing_key((self.request.delivery_info or {}).get("routing_key"))
         try:
             task_failure_record(
                 task_id=task_id,
                 task_name=self.name,
-                queue=queue_from_routing_key(delivery_info.get("routing_key")),
+                queue=queue,
                 args=args,
                 kwargs=kwargs,
                 retries=self.request.retries,
@@ -85,7 +83,15 @@ class FailureRecordingTask(Task):
             )
         except Exception:  # recording must never change how the failure itself is handled
             logger.exception("Could not record the failure of task %s[%s]", self.name, task_id)
-        from core.metrics import DEAD_LETTERED  # the task class is loaded before Django's apps
-
-        DEAD_LETTERED.labels(queue_from_routing_key(delivery_info.get("routing_key")), "failed").inc()
+        DEAD_LETTERED.labels(queue, "failed").inc()
         super().on_failure(exc, task_id, args, kwargs, einfo)
+
+
+class DeadLetteringConsumer(Consumer):
+    """The worker's consumer (``worker_consumer``): an undecodable message is dead-lettered, not dropped."""
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        logger.error("Undecodable message dead-lettered (content type %r): %s", message.content_type, exc)
+        message.reject(requeue=False)
+        queue = queue_from_routing_key((message.delivery_info or {}).get("routing_key"))
+        DEAD_LETTERED.labels(queue, "undecodable").inc()

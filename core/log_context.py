@@ -14,10 +14,14 @@ many other requests.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
 
-from django_guid import clear_guid, set_guid
+from celery import signals
+from django_guid import clear_guid, get_guid, set_guid
 
 _task_id: ContextVar[str | None] = ContextVar("task_id", default=None)
 _order_id: ContextVar[int | None] = ContextVar("order_id", default=None)
@@ -48,3 +52,32 @@ def current_task_id() -> str | None:
 
 def current_order_id() -> int | None:
     return _order_id.get()
+
+
+def request_id_filter(missing: str | None) -> Callable[[logging.LogRecord], bool]:
+    """The log filter of the ``LOGGING`` setting: puts ``request_id``, ``task_id`` and ``order_id``
+    on every record. Outside a request or task the request id is ``missing``, the others None."""
+
+    def add_context(record: logging.LogRecord) -> bool:
+        record.request_id = get_guid() or missing
+        record.task_id = current_task_id()
+        record.order_id = current_order_id()
+        return True
+
+    return add_context
+
+
+# --- Task signals (connected in CoreConfig.ready) -------------------------------------------
+
+
+def on_task_prerun(task_id: str, task: Any, **kwargs: Any) -> None:
+    task_context_start(task_id=task_id, request_id=task.request.get("request_id"))
+
+
+def on_task_postrun(**kwargs: Any) -> None:
+    task_context_end()
+
+
+def connect_task_signals() -> None:
+    signals.task_prerun.connect(on_task_prerun, weak=False, dispatch_uid="core.log_context.prerun")
+    signals.task_postrun.connect(on_task_postrun, weak=False, dispatch_uid="core.log_context.postrun")

@@ -2,11 +2,11 @@
 
 Counters and histograms are module-level ``prometheus_client`` objects, each app defining its
 own in ``<app>/metrics.py``; under gunicorn and Celery's prefork pool they are kept in
-multiprocess mode (core/metrics_files.py), and the endpoints read the files of every process.
+multiprocess mode (config/metrics_dirs.py), and the endpoints read the files of every process.
 Gauges of the system's state (queue depths, outbox backlog, orders per status) are not kept by
 any process: they are read when Prometheus scrapes, from cached readings, by the collectors
-listed in the ``METRICS_COLLECTORS`` setting. Only the web endpoint serves them, so a worker
-scrape never touches the database or the broker.
+listed in the ``METRICS_COLLECTORS`` setting (core/gauges.py, orders/metrics.py). Only the web
+endpoint serves them, so a worker scrape never touches the database or the broker.
 
 Every name starts with ``orderservice_``. Labels take a small, fixed set of values (a status,
 an outcome, a queue or task name), never an order, user, product or endpoint id.
@@ -39,9 +39,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from core import log_context
-from core.metrics_files import MULTIPROC_ENV
-from core.operations import outbox_backlog, queue_depths
+from config.metrics_dirs import MULTIPROC_ENV, metrics_process_dead
 
 logger = logging.getLogger(__name__)
 
@@ -83,53 +81,7 @@ def count_after_commit(counter: Any, amount: float = 1) -> None:
     transaction.on_commit(functools.partial(counter.inc, amount))
 
 
-# --- Scrape-time gauges ---------------------------------------------------------------------
-
-
-class QueueDepthCollector(Collector):
-    """Ready messages and consumers of every work and dead-letter queue, read (cached) from
-    RabbitMQ when Prometheus scrapes. RabbitMQ unreachable: no depth samples, and
-    ``orderservice_broker_reachable`` 0."""
-
-    def collect(self) -> Iterator[Metric]:
-        depths = queue_depths()
-        reachable = GaugeMetricFamily(
-            f"{NAMESPACE}_broker_reachable", "1 if RabbitMQ answered the queue-depth reading, else 0."
-        )
-        messages = GaugeMetricFamily(f"{NAMESPACE}_queue_messages", "Messages ready in a work queue.", labels=["queue"])
-        consumers = GaugeMetricFamily(
-            f"{NAMESPACE}_queue_consumers", "Consumers (worker processes) of a work queue.", labels=["queue"]
-        )
-        dead = GaugeMetricFamily(
-            f"{NAMESPACE}_dead_letter_queue_messages", "Messages in a dead-letter queue.", labels=["queue"]
-        )
-        for depth in depths:
-            if depth.messages is None:
-                continue  # no sample rather than a made-up zero
-            if depth.dead_letter:
-                dead.add_metric([depth.name], depth.messages)
-            else:
-                messages.add_metric([depth.name], depth.messages)
-                consumers.add_metric([depth.name], depth.consumers or 0)
-        reachable.add_metric([], 0 if any(depth.messages is None for depth in depths) else 1)
-        yield from (reachable, messages, consumers, dead)
-
-
-class OutboxCollector(Collector):
-    """The outbox backlog, read (cached) from PostgreSQL when Prometheus scrapes."""
-
-    def collect(self) -> Iterator[Metric]:
-        backlog = outbox_backlog()
-        unpublished = GaugeMetricFamily(
-            f"{NAMESPACE}_outbox_unpublished_messages", "Outbox rows not yet published to RabbitMQ."
-        )
-        unpublished.add_metric([], backlog.unpublished)
-        oldest = GaugeMetricFamily(
-            f"{NAMESPACE}_outbox_oldest_unpublished_age_seconds",
-            "Age of the oldest outbox row not yet published; 0 when there is none.",
-        )
-        oldest.add_metric([], backlog.oldest_age_seconds)
-        yield from (unpublished, oldest)
+# --- /metrics ------------------------------------------------------------------------------
 
 
 @functools.cache
@@ -225,7 +177,6 @@ _started: dict[str, float] = {}
 
 
 def on_task_prerun(task_id: str, task: Any, **kwargs: Any) -> None:
-    log_context.task_context_start(task_id=task_id, request_id=task.request.get("request_id"))
     _started[task_id] = time.monotonic()
 
 
@@ -235,7 +186,6 @@ def on_task_postrun(task_id: str, task: Any, state: str | None = None, **kwargs:
         TASK_DURATION.labels(task.name).observe(time.monotonic() - started)
     outcome = _TASK_OUTCOMES.get(state or "", (state or "unknown").lower())
     TASK_RUNS.labels(task.name, outcome).inc()
-    log_context.task_context_end()
 
 
 def on_worker_ready(**kwargs: Any) -> None:
@@ -246,8 +196,6 @@ def on_worker_ready(**kwargs: Any) -> None:
 
 
 def on_worker_process_shutdown(pid: int | None = None, **kwargs: Any) -> None:
-    from core.metrics_files import metrics_process_dead
-
     metrics_process_dead(pid or os.getpid())
 
 

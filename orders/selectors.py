@@ -10,7 +10,7 @@ from django.db.models import Count, Min, QuerySet, Sum
 from django.utils import timezone
 
 from core.errors import NotFound
-from core.operations import cached_reading
+from core.readings import cached_reading
 from inventory.models import Product
 from orders.error_codes import OrderErrorCode
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from core.operations import reading_cache_key
+from core.readings import reading_cache_key
 
 OPERATIONS_READINGS = [reading_cache_key(key) for key in ("queue_depths", "outbox_backlog", "order_desk_stats")]
 

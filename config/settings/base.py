@@ -4,8 +4,6 @@ Every value a deployment may change is read from the environment (see ``.env.exa
 the defaults here are for local development against services on 127.0.0.1.
 """
 
-import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import environ
@@ -228,31 +226,13 @@ LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="text")  # "text" or "json"
 
 
-def request_id_filter(missing: str | None) -> Callable[[logging.LogRecord], bool]:
-    """A log filter that puts the current request's id on each record as ``request_id``, and
-    the running task's id and order as ``task_id`` and ``order_id`` (core/log_context.py).
-
-    The id is django-guid's: the caller's ``X-Request-ID`` or one made up for the request, and
-    also returned in the response's ``X-Request-ID`` header; a task carries the id of the request
-    that caused it. Outside a request or task it is ``missing``; outside a task the task id and
-    order id are None.
-    """
-    # Imported when logging is configured, after settings load.
-    from django_guid import get_guid
-
-    from core.log_context import current_order_id, current_task_id
-
-    def add_request_id(record: logging.LogRecord) -> bool:
-        record.request_id = get_guid() or missing
-        record.task_id = current_task_id()
-        record.order_id = current_order_id()
-        return True
-
-    return add_request_id
-
-
 def build_logging(log_format: str, level: str) -> dict[str, object]:
-    """Logging config: one handler to stderr, every record carrying the request id.
+    """Logging config: one handler to stderr, every record carrying the request id, and the
+    running task's id and order (core/log_context.py).
+
+    The request id is django-guid's: the caller's ``X-Request-ID`` or one made up for the
+    request, also returned in the response's ``X-Request-ID`` header; a task carries the id of
+    the request that caused it.
 
     ``text`` is one readable line per record (development); ``json`` is one JSON object per line
     with ``time``, ``level``, ``name``, ``message``, ``request_id``, ``task_id`` and ``order_id``
@@ -275,7 +255,10 @@ def build_logging(log_format: str, level: str) -> dict[str, object]:
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            "request_id": {"()": request_id_filter, "missing": "-" if log_format == "text" else None},
+            "request_id": {
+                "()": "core.log_context.request_id_filter",
+                "missing": "-" if log_format == "text" else None,
+            },
         },
         "formatters": formatters,
         "handlers": {
@@ -305,8 +288,8 @@ LOGGING = build_logging(LOG_FORMAT, LOG_LEVEL)
 # --- Metrics (core/metrics.py) ----------------------------------------------------------------
 # Collectors of the gauges /metrics reads at scrape time, each app's own.
 METRICS_COLLECTORS = [
-    "core.metrics.QueueDepthCollector",
-    "core.metrics.OutboxCollector",
+    "core.gauges.QueueDepthCollector",
+    "core.gauges.OutboxCollector",
     "orders.metrics.OrderDeskCollector",
 ]
 # The worker's own endpoint: a port, or a range of which each worker takes the first free port

@@ -12,7 +12,7 @@ from django import template
 from django.urls import reverse
 
 from core.admin_tools import duration_display
-from core.operations import outbox_backlog, queue_depths
+from core.readings import outbox_backlog, queue_depths
 from orders.selectors import order_desk_stats
 
 register = template.Library()

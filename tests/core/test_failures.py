@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from config.celery_app import app
-from core.failures import FailureRecordingTask, queue_from_routing_key
+from config.queues import queue_from_routing_key
+from core.failures import FailureRecordingTask
 from core.models import TaskFailure
 
 

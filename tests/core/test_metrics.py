@@ -9,8 +9,8 @@ import pytest
 from django.db import transaction
 from prometheus_client import REGISTRY
 
-from core import metrics_files
-from core.operations import QueueDepth
+from config import metrics_dirs
+from core.readings import QueueDepth
 from inventory.models import Product
 from tests.factories import bulk_orders
 from tests.flows.support import make_product, user_with_token
@@ -44,7 +44,7 @@ def test_metrics_are_prometheus_text_with_the_scrape_time_gauges(client):
 def test_metrics_answer_without_the_readings_that_fail(client, monkeypatch):
     # given RabbitMQ unreachable and the order figures failing
     monkeypatch.setattr(
-        "core.metrics.queue_depths",
+        "core.gauges.queue_depths",
         lambda: [QueueDepth("orders", None, None, False), QueueDepth("orders.dlq", None, None, True)],
     )
 
@@ -121,8 +121,8 @@ def test_payment_callbacks_are_counted_by_outcome(api_client):
 
 @pytest.fixture
 def metrics_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(metrics_files.ROOT_ENV, str(tmp_path))
-    monkeypatch.delenv(metrics_files.MULTIPROC_ENV, raising=False)
+    monkeypatch.setenv(metrics_dirs.ROOT_ENV, str(tmp_path))
+    monkeypatch.delenv(metrics_dirs.MULTIPROC_ENV, raising=False)
     # The suite's own prometheus_client is in single-process mode; pretend it is not imported yet.
     monkeypatch.delitem(__import__("sys").modules, "prometheus_client.values")
     return tmp_path
@@ -136,25 +136,25 @@ def test_an_instance_gets_a_directory_of_its_own_and_stale_ones_are_removed(metr
     running = metrics_root / "orders-metrics-worker-1"  # pid 1 is always running
     running.mkdir()
 
-    path = metrics_files.metrics_dir_create("web")
+    path = metrics_dirs.metrics_dir_create("web")
 
     assert path == metrics_root / f"orders-metrics-web-{os.getpid()}"
     assert path.is_dir()
-    assert os.environ[metrics_files.MULTIPROC_ENV] == str(path)
+    assert os.environ[metrics_dirs.MULTIPROC_ENV] == str(path)
     assert not stale.exists()
     assert running.exists()
 
 
 def test_the_directory_is_kept_when_the_same_process_asks_again(metrics_root):
-    path = metrics_files.metrics_dir_create("web")
+    path = metrics_dirs.metrics_dir_create("web")
     (path / "counter_1.db").write_bytes(b"counts")
 
-    assert metrics_files.metrics_dir_create("web") == path
+    assert metrics_dirs.metrics_dir_create("web") == path
     assert (path / "counter_1.db").exists()
 
 
 def test_prometheus_client_imported_in_single_process_mode_first_is_refused(monkeypatch, tmp_path):
-    monkeypatch.setenv(metrics_files.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(metrics_dirs.ROOT_ENV, str(tmp_path))
 
     with pytest.raises(RuntimeError, match="imported before"):
-        metrics_files.metrics_dir_create("web")
+        metrics_dirs.metrics_dir_create("web")

@@ -14,7 +14,8 @@ other's files. The directory is removed when the instance stops; one left behind
 that was killed is removed by the next instance that starts under the same ``METRICS_DIR``.
 
 prometheus_client chooses multiprocess mode once, when it is first imported, so this module must
-not import it at the top, and the directory must be set before anything else imports it.
+not import it at the top, and the directory must be set before anything else imports it: hence
+its place in ``config``, beside the entry points that call it before Django or any app loads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Operational readings shared by the admin dashboard and the Prometheus gauges.
+"""Operational readings: queue depths and the outbox backlog, for the admin dashboard and the
+Prometheus gauges (core/gauges.py).
 
 Each reading is cheap on its own (a passive queue declare per queue, index-backed queries), and
 is cached for ``CACHE_SECONDS`` so that a dashboard refreshed by many staff, or several
