@@ -5,12 +5,16 @@ Every error answer is drf-standardized-errors' shape::
     {"type": "client_error", "errors": [{"code": "invalid_transition", "detail": "...", "attr": null}]}
 
 Services raise :class:`DomainError` subclasses (no HTTP in the business layer); this module maps
-them, and outages of PostgreSQL, RabbitMQ or Redis, onto that shape.
+them, and outages of PostgreSQL, RabbitMQ or Redis, onto that shape. A service refusing input
+field by field raises :class:`InvalidFields`, answered as the input serializer's own errors are
+(``"type": "validation_error"``, one entry per field).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django import db
@@ -19,6 +23,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
+from rest_framework.exceptions import ErrorDetail
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,27 @@ class DomainError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+@dataclass(frozen=True)
+class FieldError:
+    attr: str  # the field as the API names it: "email", "items.1.sku"
+    code: str
+    message: str
+
+
+class InvalidFields(DomainError):
+    """Well-formed input that a business rule refuses, field by field (400, like a serializer's)."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        super().__init__("; ".join(f"{error.attr}: {error.message}" for error in errors))
+        self.errors = list(errors)
+
+    def as_validation_error(self) -> exceptions.ValidationError:
+        detail: dict[str, list[ErrorDetail]] = {}
+        for error in self.errors:
+            detail.setdefault(error.attr, []).append(ErrorDetail(error.message, code=error.code))
+        return exceptions.ValidationError(detail)
 
 
 class Conflict(DomainError):
@@ -75,6 +101,8 @@ def dependency_name(exc: BaseException) -> str | None:
 
 class ApiExceptionHandler(ExceptionHandler):
     def convert_known_exceptions(self, exc: Exception) -> Exception:
+        if isinstance(exc, InvalidFields):
+            return exc.as_validation_error()
         if isinstance(exc, DomainError):
             return _DomainAPIException(exc)
         dependency = dependency_name(exc)

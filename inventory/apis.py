@@ -5,7 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import BasePermission, IsAdminUser, IsAuthenticated
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -25,8 +25,18 @@ class ProductOutputSerializer(serializers.ModelSerializer[Product]):
         read_only_fields = fields
 
 
-class ProductListCreateApi(APIView):
+class ProductListApi(APIView):
     pagination_class = PageNumberPagination
+
+    @extend_schema(responses=ProductOutputSerializer(many=True), operation_id="products_list")
+    def get(self, request: Request) -> Response:
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(product_list(), request, view=self)
+        return paginator.get_paginated_response(ProductOutputSerializer(page, many=True).data)
+
+
+class ProductCreateApi(APIView):
+    permission_classes = [IsAdminUser]
 
     class InputSerializer(serializers.Serializer[dict[str, Any]]):
         class Meta:
@@ -37,15 +47,6 @@ class ProductListCreateApi(APIView):
         price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
         currency = serializers.RegexField(r"^[A-Z]{3}$", default="USD")
         stock = serializers.IntegerField(min_value=0, max_value=1_000_000_000)
-
-    def get_permissions(self) -> list[BasePermission]:
-        return [IsAdminUser()] if self.request.method == "POST" else [IsAuthenticated()]
-
-    @extend_schema(responses=ProductOutputSerializer(many=True), operation_id="products_list")
-    def get(self, request: Request) -> Response:
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(product_list(), request, view=self)
-        return paginator.get_paginated_response(ProductOutputSerializer(page, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: ProductOutputSerializer}, operation_id="products_create")
     @raises(SkuTaken)

@@ -1,5 +1,5 @@
-"""Staff API for merchant webhooks: endpoints and deliveries. One view per URL, one method per
-operation, each with its own nested input and output serializers; logic in services/selectors."""
+"""Staff API for merchant webhooks: endpoints and deliveries. One view per operation, each with
+its own nested input and output serializers; logic in services and selectors."""
 
 from __future__ import annotations
 
@@ -46,22 +46,41 @@ def _paginated_schema(name: str, serializer_class: type[serializers.Serializer])
     )
 
 
-class WebhookEndpointsApi(APIView):
-    """``GET`` lists the endpoints (never their secrets); ``POST`` creates one and shows its
-    secret, that once."""
+@extend_schema_serializer(component_name="WebhookEndpoint")
+class WebhookEndpointOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    url = serializers.URLField()
+    events = serializers.ListField(child=serializers.CharField())
+    active = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class WebhookEndpointListApi(APIView):
+    """The endpoints, newest first; never their secrets."""
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema_serializer(component_name="WebhookEndpoint")
-    class ListOutputSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
-        url = serializers.URLField()
-        events = serializers.ListField(child=serializers.CharField())
-        active = serializers.BooleanField()
-        created_at = serializers.DateTimeField()
+    @extend_schema(
+        operation_id="webhook_endpoints_list",
+        description="Merchant webhook endpoints, newest first. Their secrets are never shown here.",
+        responses=_paginated_schema("PaginatedWebhookEndpointList", WebhookEndpointOutputSerializer),
+    )
+    def get(self, request: Request) -> Response:
+        return _paginated_response(
+            serializer_class=WebhookEndpointOutputSerializer,
+            queryset=webhook_endpoint_list(),
+            request=request,
+            view=self,
+        )
+
+
+class WebhookEndpointCreateApi(APIView):
+    """Create an endpoint and show its secret, that once."""
+
+    permission_classes = [IsAdminUser]
 
     @extend_schema_serializer(component_name="WebhookEndpointCreate")
-    class CreateInputSerializer(serializers.Serializer):
+    class InputSerializer(serializers.Serializer):
         url = serializers.URLField(max_length=2048)
         events = serializers.ListField(
             child=serializers.ChoiceField(choices=EventType.choices),
@@ -71,34 +90,21 @@ class WebhookEndpointsApi(APIView):
         active = serializers.BooleanField(default=True)
 
     @extend_schema_serializer(component_name="WebhookEndpointWithSecret")
-    class CreateOutputSerializer(ListOutputSerializer):
+    class OutputSerializer(WebhookEndpointOutputSerializer):
         secret = serializers.CharField()
-
-    @extend_schema(
-        operation_id="webhook_endpoints_list",
-        description="Merchant webhook endpoints, newest first. Their secrets are never shown here.",
-        responses=_paginated_schema("PaginatedWebhookEndpointList", ListOutputSerializer),
-    )
-    def get(self, request: Request) -> Response:
-        return _paginated_response(
-            serializer_class=self.ListOutputSerializer,
-            queryset=webhook_endpoint_list(),
-            request=request,
-            view=self,
-        )
 
     @extend_schema(
         operation_id="webhook_endpoints_create",
         description="Create an endpoint. The answer includes its signing secret, shown this once.",
-        request=CreateInputSerializer,
-        responses={201: CreateOutputSerializer},
+        request=InputSerializer,
+        responses={201: OutputSerializer},
     )
     @raises(UnsafeWebhookUrl, InvalidEventTypes)
     def post(self, request: Request) -> Response:
-        serializer = self.CreateInputSerializer(data=request.data)
+        serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         endpoint = webhook_endpoint_create(**serializer.validated_data)
-        return Response(self.CreateOutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+        return Response(self.OutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
 
 # The filters are a serializer validated by hand, which the library does not see.

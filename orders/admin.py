@@ -13,8 +13,7 @@ from django.http import HttpRequest
 from core.admin_tools import EstimatedCountPaginator
 from core.errors import DomainError
 from orders.models import Actor, Order, OrderEvent, OrderLine, PaymentWebhookReceipt
-from orders.services import order_act
-from orders.services.reservation import order_reservation_retry
+from orders.services import ORDER_ACTIONS, order_reservation_retry
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -54,11 +53,12 @@ class OrderEventInline(ReadOnlyInline):
 
 
 def _run_action(modeladmin: OrderAdmin, request: HttpRequest, orders: QuerySet[Order], name: str) -> None:
-    """Apply transition ``name`` to each selected order through the service, reporting per order."""
+    """Apply action ``name`` to each selected order through its service, reporting per order."""
+    act = ORDER_ACTIONS[name]
     outcomes: dict[str, list[str]] = defaultdict(list)
     for order_id in orders.order_by("pk").values_list("pk", flat=True):
         try:
-            order_act(order_id=order_id, name=name, actor=Actor.STAFF, actor_user=request.user)  # type: ignore[arg-type]
+            act(order_id=order_id, actor=Actor.STAFF, actor_user=request.user)
         except DomainError as exc:
             outcomes[exc.message].append(str(order_id))
         else:
@@ -73,7 +73,7 @@ def _run_action(modeladmin: OrderAdmin, request: HttpRequest, orders: QuerySet[O
 
 
 def _transition_action(name: str, description: str) -> Callable[..., None]:
-    """An admin action applying transition ``name`` to the selected orders."""
+    """An admin action applying the order action ``name`` (``ORDER_ACTIONS``) to the selected orders."""
 
     def action(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
         _run_action(modeladmin, request, queryset, name)

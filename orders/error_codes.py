@@ -4,6 +4,11 @@ from enum import StrEnum
 class OrderErrorCode(StrEnum):
     ORDER_NOT_FOUND = "order_not_found"
     SOLD_OUT = "sold_out"
+    UNKNOWN_SKU = "unknown_sku"
+    PRODUCT_INACTIVE = "product_inactive"
+    DUPLICATE_SKU = "duplicate_sku"
+    MIXED_CURRENCIES = "mixed_currencies"
+    EMAIL_REQUIRED = "email_required"
     INVALID_TRANSITION = "invalid_transition"
     TRANSITION_NOT_PERMITTED = "transition_not_permitted"
     INVALID_SIGNATURE = "invalid_signature"

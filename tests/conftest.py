@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from tests import faults, processes
+from tests.factories import StaffFactory, UserFactory, token_for
 from tests.notifications.receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,28 @@ FLOW_WORKER_ENV = {
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def client_for() -> Callable[[User], APIClient]:
+    """``client_for(user)``: an API client that sends ``user``'s token, as a real client does."""
+
+    def authenticated(user: User) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
+        return client
+
+    return authenticated
+
+
+@pytest.fixture
+def customer() -> User:
+    return UserFactory.create()
+
+
+@pytest.fixture
+def staff() -> User:
+    return StaffFactory.create()
 
 
 @pytest.fixture(scope="session")

@@ -41,11 +41,18 @@ _sku_counter = iter(range(1, 10**9))
 
 
 def make_product(
-    *, sku: str | None = None, stock: int = 10, price: str = "10.00", currency: str = "USD", active: bool = True
+    sku: str | None = None,
+    *,
+    stock: int = 10,
+    price: str = "10.00",
+    currency: str = "USD",
+    active: bool = True,
+    name: str = "Test product",
 ) -> Product:
+    """A product with its initial stock, made as staff make one (``product_create``)."""
     product = product_create(
         sku=sku or f"SKU-{next(_sku_counter)}",
-        name="Test product",
+        name=name,
         price=Decimal(price),
         currency=currency,
         stock=stock,
@@ -61,7 +68,7 @@ def make_order(*, customer: User | None = None, lines: list[tuple[Product, int]]
     return order_place(
         customer=buyer,
         email=buyer.email,
-        items=[OrderItem(product=product, quantity=quantity) for product, quantity in lines],
+        items=[OrderItem(sku=product.sku, quantity=quantity) for product, quantity in lines],
     )
 
 

@@ -14,19 +14,13 @@ from rest_framework.test import APIClient
 from notifications.models import WebhookDelivery
 from orders.models import Order
 from orders.services import order_reserve
-from tests.factories import StaffFactory, UserFactory, make_order, make_product, token_for
+from tests.factories import StaffFactory, UserFactory, make_order, make_product
 from tests.notifications.factories import WebhookDeliveryFactory, WebhookEndpointFactory
 from tests.payments import payment_request
 
 pytestmark = pytest.mark.django_db
 
 SIZES = [1, 4]
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
-    return client
 
 
 def reserved_order(customer, lines: int) -> Order:
@@ -36,7 +30,7 @@ def reserved_order(customer, lines: int) -> Order:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_order_create(django_assert_num_queries, size):
+def test_order_create(django_assert_num_queries, size, client_for):
     # given `size` merchant endpoints subscribed to every event and an order of `size` lines
     customer = UserFactory()
     client = client_for(customer)
@@ -51,7 +45,7 @@ def test_order_create(django_assert_num_queries, size):
 
 
 @pytest.mark.django_db(transaction=True)  # no test transaction around it: savepoints would show as in production
-def test_order_create_with_an_idempotency_key(django_assert_num_queries):
+def test_order_create_with_an_idempotency_key(django_assert_num_queries, client_for):
     customer = UserFactory()
     client = client_for(customer)
     WebhookEndpointFactory.create()
@@ -65,7 +59,7 @@ def test_order_create_with_an_idempotency_key(django_assert_num_queries):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_order_get(django_assert_num_queries, size):
+def test_order_get(django_assert_num_queries, size, client_for):
     customer = UserFactory()
     order = reserved_order(customer, lines=size)
     client = client_for(customer)
@@ -76,7 +70,7 @@ def test_order_get(django_assert_num_queries, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_order_list(django_assert_num_queries, size):
+def test_order_list(django_assert_num_queries, size, client_for):
     customer = UserFactory()
     for _ in range(size):
         reserved_order(customer, lines=size)
@@ -88,7 +82,7 @@ def test_order_list(django_assert_num_queries, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_order_events(django_assert_num_queries, size):
+def test_order_events(django_assert_num_queries, size, client_for):
     customer = UserFactory()
     order = reserved_order(customer, lines=size)
     client = client_for(customer)
@@ -99,7 +93,7 @@ def test_order_events(django_assert_num_queries, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_order_cancel(django_assert_num_queries, size):
+def test_order_cancel(django_assert_num_queries, size, client_for):
     customer = UserFactory()
     order = reserved_order(customer, lines=size)
     WebhookEndpointFactory.create_batch(size)
@@ -131,7 +125,7 @@ def test_payment_callback(django_assert_num_queries, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_webhook_endpoint_list(django_assert_num_queries, size):
+def test_webhook_endpoint_list(django_assert_num_queries, size, client_for):
     WebhookEndpointFactory.create_batch(size)
     client = client_for(StaffFactory())
 
@@ -141,7 +135,7 @@ def test_webhook_endpoint_list(django_assert_num_queries, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_webhook_delivery_list(django_assert_num_queries, size):
+def test_webhook_delivery_list(django_assert_num_queries, size, client_for):
     WebhookDeliveryFactory.create_batch(size, status=WebhookDelivery.Status.FAILED)
     client = client_for(StaffFactory())
 

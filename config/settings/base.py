@@ -173,6 +173,8 @@ SPECTACULAR_SETTINGS = {
         "ErrorCode500Enum": "drf_standardized_errors.openapi_serializers.ErrorCode500Enum.choices",
         "ErrorCode503Enum": "core.openapi.SERVICE_UNAVAILABLE_CODES",
     },
+    # Paths served by one view per method (core/routing.py) are documented view by view.
+    "PREPROCESSING_HOOKS": ["core.routing.endpoints_by_method"],
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
     ],

@@ -1,14 +1,18 @@
+"""Placing an order: the business rules a new order must pass, and what placing it writes."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from core.errors import Conflict
+from core.errors import Conflict, FieldError, InvalidFields
 from core.outbox import outbox_enqueue
 from inventory.models import Product
+from inventory.selectors import products_by_sku
 from inventory.services import stock_claim
 from orders.error_codes import OrderErrorCode
 from orders.metrics import order_created_count
@@ -22,45 +26,59 @@ class SoldOut(Conflict):
 
 @dataclass(frozen=True)
 class OrderItem:
-    product: Product
+    sku: str
     quantity: int
 
 
-def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
-    """Accept an order: the order, its lines, its first event and the reservation task commit
-    together (or not at all). Stock is reserved later by a worker (``order_reserve``), which
-    also announces the order to e-mail and webhooks.
+def _products_checked(items: Sequence[OrderItem]) -> list[Product]:
+    """The product of each item; raises :class:`InvalidFields` naming every line that cannot be sold."""
+    products = products_by_sku(skus=[item.sku for item in items])
+    errors: list[FieldError] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        attr, product = f"items.{index}.sku", products.get(item.sku)
+        if item.sku in seen:
+            message = f"SKU {item.sku!r} appears more than once; combine the lines."
+            errors.append(FieldError(attr, OrderErrorCode.DUPLICATE_SKU, message))
+        elif product is None:
+            errors.append(FieldError(attr, OrderErrorCode.UNKNOWN_SKU, f"Unknown SKU {item.sku!r}."))
+        elif not product.active:
+            errors.append(FieldError(attr, OrderErrorCode.PRODUCT_INACTIVE, f"SKU {item.sku!r} is not for sale."))
+        seen.add(item.sku)
+    if errors:
+        raise InvalidFields(errors)
+    if len({products[item.sku].currency for item in items}) > 1:
+        message = "All items of an order must be priced in one currency."
+        raise InvalidFields([FieldError("items", OrderErrorCode.MIXED_CURRENCIES, message)])
+    return [products[item.sku] for item in items]
 
-    Items must already be validated (known, active, distinct products in one currency), with
-    the products as just read from the database.
 
-    An order that its products' stock, less what accepted orders not yet reserved have asked
-    for (``claimed``), cannot serve in full is refused (:class:`SoldOut`) and nothing is written:
-    the worker would only reject it. This is what keeps a flash sale cheap once the stock is
-    spoken for. The figures are a snapshot: an order they let through may still be rejected by
-    the reservation, which alone decides; one they refuse was short at that moment, and the same
-    order placed after a restock (or once a pending order is rejected or cancelled) is accepted.
-    The claims are taken last, so the product rows stay locked only for the commit.
+def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]) -> Order:
+    """Accept an order: the order, its lines, its first event, its claims on the stock and its
+    reservation task commit together. A worker reserves the stock later (``order_reserve``).
+
+    Refused, with nothing written: a line whose SKU is unknown, inactive or repeated, or items
+    in several currencies (:class:`InvalidFields`, per line); no ``email`` and none on the
+    account; an order the stock less the claims of pending orders cannot serve in full
+    (:class:`SoldOut`: a snapshot, the reservation alone decides). Quantities (1 to 1000) and
+    the number of lines (1 to 100) are the caller's to check: they are the input's shape.
     """
-    short = [item.product.sku for item in items if item.product.available - item.product.claimed < item.quantity]
+    products = _products_checked(items)
+    email = email or customer.email
+    if not email:
+        message = "Required: your account has no e-mail address."
+        raise InvalidFields([FieldError("email", OrderErrorCode.EMAIL_REQUIRED, message)])
+    short = [p.sku for p, item in zip(products, items, strict=True) if p.available - p.claimed < item.quantity]
     if short:
         raise SoldOut(f"Not enough stock for: {', '.join(short)}.")
-    total = sum((item.product.price * item.quantity for item in items), Decimal("0"))
+    total = sum((p.price * item.quantity for p, item in zip(products, items, strict=True)), Decimal("0"))
     # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):
-    # nothing catches a failure here to carry on, so it aborts the whole transaction anyway,
-    # and the savepoint would cost two statements per order.
+    # nothing catches a failure here to carry on, so the savepoint would cost two statements.
     with transaction.atomic(savepoint=False):
-        order = Order.objects.create(customer=customer, email=email, currency=items[0].product.currency, total=total)
+        order = Order.objects.create(customer=customer, email=email, currency=products[0].currency, total=total)
         lines = OrderLine.objects.bulk_create(
-            OrderLine(
-                order=order,
-                product=item.product,
-                sku=item.product.sku,
-                name=item.product.name,
-                unit_price=item.product.price,
-                quantity=item.quantity,
-            )
-            for item in items
+            OrderLine(order=order, product=p, sku=p.sku, name=p.name, unit_price=p.price, quantity=item.quantity)
+            for p, item in zip(products, items, strict=True)
         )
         order_lines_cache(order, lines)
         OrderEvent.objects.create(
@@ -72,9 +90,10 @@ def order_place(*, customer: User, email: str, items: list[OrderItem]) -> Order:
             reason="order placed",
             created_at=order.created_at,
         )
-        # The reservation task only: the order is announced (``order.pending``) when it leaves
-        # pending, by the transaction that moves it on (orders_transition).
+        # The reservation task only: the order is announced (``order.pending``) by the
+        # transaction that takes it out of pending (``orders_transition``).
         outbox_enqueue(task_name=RESERVE_TASK, args=[order.pk])
-        stock_claim(lines=[(item.product.pk, item.quantity) for item in items])
+        # Last, so the product rows stay locked only for the commit.
+        stock_claim(lines=[(p.pk, item.quantity) for p, item in zip(products, items, strict=True)])
         order_created_count()
     return order

@@ -1,8 +1,10 @@
-"""The one way an order changes status."""
+"""The one way an order changes status (``orders_transition``), and the actions that customers
+and staff ask for through the API and the admin (``order_cancel`` ... ``order_refund``)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -18,12 +20,10 @@ from orders.error_codes import OrderErrorCode
 from orders.lock_objects import order_lock
 from orders.metrics import transitions_count
 from orders.models import Actor, Order, OrderEvent, OrderStatus
-from orders.serializers import orders_payload
+from orders.payloads import orders_payload
 
 # Transitions after which the order's reserved stock goes back on the shelf.
 RELEASING_TRANSITIONS = frozenset({"cancel", "expire", "refund"})
-# Transitions an API caller may ask for by name (the others are the system's).
-API_TRANSITIONS = frozenset({"cancel", "pay", "ship", "complete", "refund"})
 
 
 class InvalidTransition(Conflict):
@@ -59,18 +59,12 @@ def orders_transition(
 ) -> list[OrderEvent]:
     """Apply transition ``name`` to every order and record it. Call holding their row locks.
 
-    Refuses (403) an actor the state table does not list for the transition and (409) a
-    transition it does not allow from an order's current status, changing nothing. The update
-    is compare-and-set (``WHERE status = <the status read>``) even under the lock. Releases the
-    stock of orders leaving ``reserved``/``paid`` by a releasing transition, and publishes each
-    event to e-mail and merchant webhooks after commit. Works on many orders at once so the
-    expiry sweeper pays a handful of queries per batch, not per order.
-
-    An order leaving ``pending`` (reserved, rejected or cancelled) is announced as placed
-    (``order.pending``, with the order as it was then and the time it was placed) just before
-    its new state: the placement itself publishes nothing, which keeps the request that accepts
-    an order short. The two leave together, in this transaction, so the announcement is made
-    exactly once, and before anything else happens to the order.
+    Refuses, changing nothing, an actor the state table does not list (403) and a transition it
+    does not allow from an order's status (409); the update is compare-and-set all the same.
+    Gives back the claims of orders leaving ``pending`` and the stock of a releasing
+    transition, and records each order's event for e-mail and webhooks, preceded, for an order
+    leaving ``pending``, by its placement (``order.pending``, as it was placed): the request that
+    placed it announced nothing. Many orders at once cost the expiry sweeper a few queries per batch.
     """
     if not orders:
         return []
@@ -147,13 +141,48 @@ def order_transition(
     return event
 
 
-def order_act(*, order_id: int, name: str, actor: Actor, actor_user: User | None) -> Order:
-    """Entry point for the API and the admin: lock the order and apply transition ``name``."""
-    if name not in API_TRANSITIONS:
-        raise InvalidTransition(f"Unknown action {name!r}.")
+def _order_act(*, order_id: int, name: str, actor: Actor, actor_user: User | None) -> Order:
     with transaction.atomic():
         order = order_lock(order_id=order_id)
         # Read once under the lock: the event's payload and the caller's answer both show them.
         prefetch_related_objects([order], "lines")
         order_transition(order=order, name=name, actor=actor, actor_user=actor_user)
     return order
+
+
+# The actions customers and staff ask for (the API's POST /orders/{id}/<action>/, the admin's
+# actions). Each locks the order and applies its transition; who may ask is the state table's.
+
+
+def order_cancel(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
+    """Cancel a pending or reserved order (owner, staff); a reserved order's stock returns."""
+    return _order_act(order_id=order_id, name="cancel", actor=actor, actor_user=actor_user)
+
+
+def order_mark_paid(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
+    """Mark a reserved order paid by hand (staff): a payment taken outside the provider."""
+    return _order_act(order_id=order_id, name="pay", actor=actor, actor_user=actor_user)
+
+
+def order_ship(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
+    return _order_act(order_id=order_id, name="ship", actor=actor, actor_user=actor_user)
+
+
+def order_complete(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
+    return _order_act(order_id=order_id, name="complete", actor=actor, actor_user=actor_user)
+
+
+def order_refund(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
+    """Refund a paid order (staff); its stock returns."""
+    return _order_act(order_id=order_id, name="refund", actor=actor, actor_user=actor_user)
+
+
+OrderAction = Callable[..., Order]
+# By the name the API's URL and the admin's actions use.
+ORDER_ACTIONS: dict[str, OrderAction] = {
+    "cancel": order_cancel,
+    "pay": order_mark_paid,
+    "ship": order_ship,
+    "complete": order_complete,
+    "refund": order_refund,
+}

@@ -9,7 +9,7 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
 from orders.models import Actor, Order, OrderStatus
-from orders.services import order_act, order_reserve
+from orders.services import order_cancel, order_reserve
 from tests.factories import StaffFactory, make_order, make_product
 
 pytestmark = [pytest.mark.flow, pytest.mark.django_db(transaction=True)]
@@ -25,7 +25,7 @@ def test_an_operator_filters_orders_opens_one_and_marks_it_paid(admin_web, brows
     reserved = make_order(lines=[(product, 2)])
     order_reserve(order_id=reserved.pk)
     cancelled = make_order(lines=[(product, 1)])
-    order_act(order_id=cancelled.pk, name="cancel", actor=Actor.STAFF, actor_user=operator)
+    order_cancel(order_id=cancelled.pk, actor=Actor.STAFF, actor_user=operator)
     wait = WebDriverWait(browser, WAIT_SECONDS)
 
     # when the operator logs in

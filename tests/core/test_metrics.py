@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY
 from config import metrics_dirs
 from core.readings import QueueDepth
 from inventory.models import Product
-from tests.factories import bulk_orders
-from tests.flows.support import make_product, user_with_token
+from tests.factories import bulk_orders, make_product
+from tests.flows.support import user_with_token
 from tests.metrics import sample
 
 

@@ -8,7 +8,6 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -20,7 +19,6 @@ from rest_framework.authtoken.models import Token
 
 from inventory.models import Product, StockLedgerEntry
 from inventory.selectors import stock_discrepancies
-from inventory.services import product_create
 from orders.models import OrderLine, OrderStatus
 from orders.selectors import stock_claim_discrepancies
 from tests.factories import bulk_orders
@@ -43,10 +41,6 @@ def customers_with_tokens(count: int, *, prefix: str = "buyer") -> list[str]:
     )
     tokens = Token.objects.bulk_create(Token(key=Token.generate_key(), user=user) for user in users)
     return [token.key for token in tokens]
-
-
-def make_product(sku: str, *, stock: int, price: str = "12.50") -> Product:
-    return product_create(sku=sku, name=f"Product {sku}", price=Decimal(price), currency="USD", stock=stock)
 
 
 def pending_orders(*, customer: User, product: Product, count: int, quantity: int = 1) -> list[int]:

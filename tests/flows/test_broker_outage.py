@@ -16,8 +16,9 @@ from django.conf import settings
 
 from core.models import OutboxMessage
 from orders.models import Order, OrderStatus
+from tests.factories import make_product
 from tests.faults import TcpProxy
-from tests.flows.support import Api, assert_stock_reconciles, available, make_product, user_with_token
+from tests.flows.support import Api, assert_stock_reconciles, available, user_with_token
 from tests.processes import wait_until
 
 logger = logging.getLogger(__name__)

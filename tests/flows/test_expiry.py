@@ -6,8 +6,8 @@ import pytest
 
 from notifications.models import EmailNotification
 from orders.models import Order, OrderEvent, OrderStatus
-from tests.factories import make_order
-from tests.flows.support import assert_stock_reconciles, available, make_product, user_with_token
+from tests.factories import make_order, make_product
+from tests.flows.support import assert_stock_reconciles, available, user_with_token
 from tests.processes import wait_until
 
 pytestmark = [pytest.mark.flow, pytest.mark.django_db(transaction=True)]

@@ -20,7 +20,8 @@ from inventory.services import stock_adjust
 from notifications.services import notification_publish, webhook_endpoint_create
 from orders.services.reservation import RESERVE_TASK
 from tests.conftest import FLOW_WORKER_ENV
-from tests.flows.support import HTTP_TIMEOUT, make_product, user_with_token
+from tests.factories import make_product
+from tests.flows.support import HTTP_TIMEOUT, user_with_token
 from tests.metrics import sample, scrape
 from tests.notifications.factories import order_payload
 from tests.notifications.receiver import Response

@@ -21,12 +21,12 @@ from django.db import connection, transaction
 from inventory.models import Product, StockLedgerEntry
 from orders.models import Order, OrderLine, OrderStatus
 from orders.services import order_reserve
+from tests.factories import make_product
 from tests.flows.support import (
     Api,
     assert_sold_out_exactly,
     assert_stock_reconciles,
     customers_with_tokens,
-    make_product,
     pending_orders,
     stock_outcome,
     user_with_token,

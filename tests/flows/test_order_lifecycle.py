@@ -10,11 +10,11 @@ from django.conf import settings
 
 from inventory.models import StockLedgerEntry
 from orders.models import Order
+from tests.factories import make_product
 from tests.flows.support import (
     assert_stock_reconciles,
     available,
     ledger_units,
-    make_product,
     transitions,
 )
 
@@ -41,7 +41,7 @@ def pay(api, order):
 
 def test_an_order_is_placed_reserved_paid_shipped_and_completed(live_worker, customer_api, staff_api):
     # given a product with 10 units
-    product = make_product("LIFE-1", stock=10)
+    product = make_product("LIFE-1", stock=10, price="12.50")
 
     # when the customer places an order for 3
     response = customer_api.place_order([{"sku": "LIFE-1", "quantity": 3}])

@@ -15,10 +15,10 @@ from inventory.models import StockLedgerEntry
 from inventory.services import stock_release
 from orders.models import OrderEvent, OrderStatus
 from orders.tasks import order_reserve_task
+from tests.factories import make_product
 from tests.flows.support import (
     assert_stock_reconciles,
     available,
-    make_product,
     pending_orders,
     transitions,
     user_with_token,

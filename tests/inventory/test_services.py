@@ -8,8 +8,10 @@ from inventory.services import (
     SkuTaken,
     StockUnavailable,
     stock_adjust,
+    stock_claim,
     stock_release,
     stock_reserve,
+    stock_unclaim,
 )
 from tests.factories import make_product
 
@@ -110,3 +112,36 @@ def test_reconcile_stock_passes_when_the_ledger_balances_and_fails_when_it_does_
     with pytest.raises(CommandError, match="1 of 1 product"):
         call_command("reconcile_stock")
     assert f"{product.sku}: available 4, ledger says 3" in capsys.readouterr().err
+
+
+def claims(*products: Product) -> list[int]:
+    return [Product.objects.get(pk=product.pk).claimed for product in products]
+
+
+def test_stock_claim_adds_up_the_lines_of_each_product_and_moves_no_stock():
+    # given two products
+    mug, tea = make_product(stock=10), make_product(stock=10)
+
+    # when an order's lines are claimed, one product on two lines
+    with transaction.atomic():
+        stock_claim(lines=[(mug.pk, 2), (tea.pk, 1), (mug.pk, 3)])
+
+    # then each product's claim is the sum of its lines, and its stock and ledger are untouched
+    assert claims(mug, tea) == [5, 1]
+    assert [Product.objects.get(pk=p.pk).available for p in (mug, tea)] == [10, 10]
+    assert StockLedgerEntry.objects.count() == 2  # the initial stock only
+
+
+def test_stock_unclaim_gives_back_a_claim_but_never_below_zero():
+    # given a product with 2 units claimed
+    mug = make_product(stock=10)
+    with transaction.atomic():
+        stock_claim(lines=[(mug.pk, 2)])
+
+    # when 2 are given back, then 5 more (an order placed before claims were kept)
+    with transaction.atomic():
+        stock_unclaim(lines=[(mug.pk, 2)])
+        stock_unclaim(lines=[(mug.pk, 5)])
+
+    # then the claim is back to zero, not below
+    assert claims(mug) == [0]

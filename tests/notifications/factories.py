@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import factory
-from django.contrib.auth.models import User
 
 from notifications.models import (
     EmailNotification,
@@ -36,19 +35,6 @@ def order_payload(**overrides: Any) -> dict[str, Any]:
     }
     payload.update(overrides)
     return payload
-
-
-class UserFactory(factory.django.DjangoModelFactory[User]):
-    class Meta:
-        model = User
-
-    username = factory.Sequence(lambda n: f"user{n}")
-    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
-    password = factory.django.Password("s3cret-pass")
-
-
-class StaffFactory(UserFactory):
-    is_staff = True
 
 
 class WebhookEndpointFactory(factory.django.DjangoModelFactory[WebhookEndpoint]):

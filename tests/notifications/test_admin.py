@@ -7,9 +7,9 @@ from core.models import OutboxMessage
 from notifications.models import EmailNotification, WebhookDelivery, WebhookEndpoint
 from notifications.services.publishing import EMAIL_NOTIFICATION_TASK, WEBHOOK_DELIVERY_TASK
 from tests.admin_pages import admin_action, queries_for
+from tests.factories import StaffFactory
 from tests.notifications.factories import (
     EmailNotificationFactory,
-    StaffFactory,
     WebhookDeliveryFactory,
     WebhookEndpointFactory,
 )

@@ -4,9 +4,8 @@ import pytest
 from django.test import override_settings
 
 from notifications.models import WebhookDelivery, WebhookEndpoint
+from tests.factories import StaffFactory, UserFactory
 from tests.notifications.factories import (
-    StaffFactory,
-    UserFactory,
     WebhookDeliveryFactory,
     WebhookEndpointFactory,
 )

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission
 
 from inventory.models import Product
 from orders.models import Actor, Order
-from orders.services import order_act, order_reserve
+from orders.services import order_mark_paid, order_reserve, order_ship
 from tests.admin_pages import admin_action, queries_for
 from tests.factories import StaffFactory, make_order, make_product
 
@@ -38,8 +38,8 @@ def test_the_order_page_costs_the_same_queries_for_1_or_10_lines_and_events_by_s
     big = make_order(lines=[(make_product(), 1) for _ in range(10)])
     order_reserve(order_id=big.pk)
     # Events by two more people: the timeline must not read each event's user on its own.
-    order_act(order_id=big.pk, name="pay", actor=Actor.STAFF, actor_user=StaffFactory())
-    order_act(order_id=big.pk, name="ship", actor=Actor.STAFF, actor_user=StaffFactory())
+    order_mark_paid(order_id=big.pk, actor=Actor.STAFF, actor_user=StaffFactory())
+    order_ship(order_id=big.pk, actor=Actor.STAFF, actor_user=StaffFactory())
 
     queries_for(admin_client_, f"/admin/orders/order/{small.pk}/change/")  # warm per-process caches
 

@@ -11,7 +11,6 @@ from core.models import IdempotencyKey
 from orders.models import Order
 from orders.services import order_reserve
 from tests.factories import UserFactory, make_order, make_product
-from tests.orders.test_api import client_for
 
 
 def post_order(client, sku: str, key: str, quantity: int = 1):
@@ -24,7 +23,7 @@ def post_order(client, sku: str, key: str, quantity: int = 1):
 
 
 @pytest.mark.django_db
-def test_a_replayed_request_answers_the_first_response_and_creates_nothing():
+def test_a_replayed_request_answers_the_first_response_and_creates_nothing(client_for):
     customer = UserFactory()
     product = make_product()
     client = client_for(customer)
@@ -39,7 +38,7 @@ def test_a_replayed_request_answers_the_first_response_and_creates_nothing():
 
 
 @pytest.mark.django_db
-def test_the_same_key_with_a_different_body_is_422():
+def test_the_same_key_with_a_different_body_is_422(client_for):
     customer = UserFactory()
     product = make_product()
     client = client_for(customer)
@@ -53,7 +52,7 @@ def test_the_same_key_with_a_different_body_is_422():
 
 
 @pytest.mark.django_db
-def test_keys_belong_to_one_user():
+def test_keys_belong_to_one_user(client_for):
     product = make_product()
 
     post_order(client_for(UserFactory()), product.sku, "shared-key")
@@ -64,7 +63,7 @@ def test_keys_belong_to_one_user():
 
 
 @pytest.mark.django_db
-def test_a_failed_request_is_not_stored_and_can_be_retried_with_its_key():
+def test_a_failed_request_is_not_stored_and_can_be_retried_with_its_key(client_for):
     customer = UserFactory()
     client = client_for(customer)
 
@@ -76,7 +75,7 @@ def test_a_failed_request_is_not_stored_and_can_be_retried_with_its_key():
 
 
 @pytest.mark.django_db
-def test_an_over_long_key_is_refused():
+def test_an_over_long_key_is_refused(client_for):
     response = post_order(client_for(UserFactory()), make_product().sku, "k" * 256)
 
     assert response.status_code == 400
@@ -84,7 +83,7 @@ def test_an_over_long_key_is_refused():
 
 
 @pytest.mark.django_db
-def test_a_replayed_cancel_answers_200_again_instead_of_409():
+def test_a_replayed_cancel_answers_200_again_instead_of_409(client_for):
     customer = UserFactory()
     order = make_order(customer=customer, lines=[(make_product(), 1)])
     order_reserve(order_id=order.pk)
@@ -99,7 +98,7 @@ def test_a_replayed_cancel_answers_200_again_instead_of_409():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_request_whose_key_is_still_being_processed_is_409(monkeypatch):
+def test_a_request_whose_key_is_still_being_processed_is_409(monkeypatch, client_for):
     # given a first request that takes a while inside its transaction
     customer = UserFactory()
     product = make_product()

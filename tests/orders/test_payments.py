@@ -112,9 +112,9 @@ def test_a_mismatched_payment_is_recorded_for_staff_and_not_applied(reserved_ord
 
 def test_a_payment_after_cancellation_is_recorded_and_does_not_resurrect_the_order(reserved_order):
     from orders.models import Actor
-    from orders.services import order_act
+    from orders.services import order_cancel
 
-    order_act(order_id=reserved_order.pk, name="cancel", actor=Actor.STAFF, actor_user=None)
+    order_cancel(order_id=reserved_order.pk, actor=Actor.STAFF, actor_user=None)
 
     response = deliver(*payment_request(succeeded(reserved_order)))
 

@@ -1,4 +1,5 @@
-"""``order_get``: the order and its lines in one query, visible only to its owner and staff."""
+"""Reading orders (``order_get``, ``order_list`` and their endpoints): the order and its lines in
+one query, visible only to its owner and staff, filtered by status."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from orders.models import Order, OrderLine
 from orders.selectors import OrderNotFound, order_get
+from orders.services import order_reserve
 from tests.factories import StaffFactory, UserFactory, make_order, make_product
 
 pytestmark = pytest.mark.django_db
@@ -47,3 +49,40 @@ def test_an_order_without_lines_is_still_found_and_an_unknown_one_is_not():
         order_get(user=customer, order_id=Order.objects.order_by("-pk").values_list("pk", flat=True)[0] + 1)
     with pytest.raises(OrderNotFound):
         order_get(user=UserFactory(), order_id=order.pk)
+
+
+def test_customers_see_only_their_own_orders_and_staff_see_all(customer, staff, client_for):
+    # given an order of the customer's and one of someone else's
+    other = UserFactory()
+    product = make_product(stock=100)
+    mine = make_order(customer=customer, lines=[(product, 1)])
+    theirs = make_order(customer=other, lines=[(product, 1)])
+
+    # when each lists the orders
+    listed = client_for(customer).get("/api/v1/orders/").json()
+    staff_listed = client_for(staff).get("/api/v1/orders/").json()
+
+    # then the customer sees only theirs, and the other's order does not exist for them
+    assert [o["id"] for o in listed["results"]] == [mine.pk]
+    assert listed["count"] == 1
+    assert {o["id"] for o in staff_listed["results"]} == {mine.pk, theirs.pk}
+    assert client_for(customer).get(f"/api/v1/orders/{theirs.pk}/").status_code == 404
+    assert client_for(customer).get(f"/api/v1/orders/{theirs.pk}/events/").status_code == 404
+    assert client_for(staff).get(f"/api/v1/orders/{theirs.pk}/").status_code == 200
+
+
+def test_orders_can_be_filtered_by_status(customer, client_for):
+    # given a pending and a reserved order
+    product = make_product(stock=100)
+    pending = make_order(customer=customer, lines=[(product, 1)])
+    reserved = make_order(customer=customer, lines=[(product, 1)])
+    order_reserve(order_id=reserved.pk)
+
+    # when the reserved ones are asked for, and an unknown status
+    response = client_for(customer).get("/api/v1/orders/?status=reserved")
+    bad = client_for(customer).get("/api/v1/orders/?status=nonsense")
+
+    # then only the reserved one is listed, and the unknown status is a 400
+    assert [o["id"] for o in response.json()["results"]] == [reserved.pk]
+    assert pending.pk not in [o["id"] for o in response.json()["results"]]
+    assert bad.status_code == 400

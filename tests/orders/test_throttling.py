@@ -7,7 +7,6 @@ from django.test import override_settings
 from orders.apis import OrderCreateThrottle
 from orders.models import Order
 from tests.factories import UserFactory, make_product
-from tests.orders.test_api import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +23,7 @@ def create(client, sku):
     return client.post("/api/v1/orders/", {"items": [{"sku": sku, "quantity": 1}]}, format="json")
 
 
-def test_order_creation_beyond_the_rate_is_429_per_user(two_per_minute):
+def test_order_creation_beyond_the_rate_is_429_per_user(two_per_minute, client_for):
     product = make_product(stock=100)
     alice, bob = client_for(UserFactory()), client_for(UserFactory())
 
@@ -36,13 +35,13 @@ def test_order_creation_beyond_the_rate_is_429_per_user(two_per_minute):
     assert Order.objects.count() == 3
 
 
-def test_reads_are_not_throttled(two_per_minute):
+def test_reads_are_not_throttled(two_per_minute, client_for):
     client = client_for(UserFactory())
 
     assert {client.get("/api/v1/orders/").status_code for _ in range(4)} == {200}
 
 
-def test_orders_are_still_accepted_when_redis_is_down(two_per_minute):
+def test_orders_are_still_accepted_when_redis_is_down(two_per_minute, client_for):
     product = make_product(stock=100)
     client = client_for(UserFactory())
     unreachable = {

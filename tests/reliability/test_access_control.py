@@ -6,7 +6,8 @@ import pytest
 
 from inventory.models import StockLedgerEntry
 from orders.models import Order
-from tests.flows.support import Api, make_product, user_with_token
+from tests.factories import make_product
+from tests.flows.support import Api, user_with_token
 
 pytestmark = [pytest.mark.flow, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
@@ -50,7 +51,7 @@ def test_a_customer_cannot_see_or_touch_another_customers_orders(apis):
 
 def test_protected_fields_cannot_be_written(apis):
     # given a product at 12.50
-    make_product("PRICED", stock=10, price="12.50")
+    make_product("PRICED", stock=10, price="12.50", name="Product PRICED")
     alice = apis["alice"]
 
     # when a customer sends a status, prices, a total and another owner along with the order

@@ -23,7 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.flows.support import make_product, user_with_token
+from tests.factories import make_product
+from tests.flows.support import user_with_token
 from tests.processes import Gunicorn
 
 pytestmark = [pytest.mark.flow, pytest.mark.reliability, pytest.mark.django_db(transaction=True)]

@@ -1,4 +1,8 @@
-"""The order as the API, e-mails and merchant webhooks show it."""
+"""The order as the API, e-mails and merchant webhooks show it: one representation for all.
+
+The services build event payloads here and the API answers with the same function, so a
+webhook's ``data`` is exactly what ``GET /orders/{id}/`` shows.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from typing import Any
 
 from rest_framework import serializers
 
-from orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from orders.models import Order, OrderLine, OrderStatus
 
-# The two serialisers below are on every order read and write. They declare their fields
-# rather than derive them from the models (``ModelSerializer``), which reads the model to build
-# them; the types mirror the models' fields (orders/models.py). They are built once per process
-# (below), not per request.
+# The two serialisers below are on every order read and write (the API's schema names them too).
+# They declare their fields rather than derive them from the models (``ModelSerializer``), which
+# reads the model to build them; the types mirror the models' fields (orders/models.py). They are
+# built once per process (below), not per request.
 
 
 class OrderLineOutputSerializer(serializers.Serializer[OrderLine]):
@@ -37,18 +41,10 @@ class OrderOutputSerializer(serializers.Serializer[Any]):  # an Order, or a list
     paid_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
 
-class OrderEventOutputSerializer(serializers.ModelSerializer[OrderEvent]):
-    class Meta:
-        model = OrderEvent
-        fields = ["kind", "from_status", "to_status", "actor", "reason", "data", "created_at"]
-        read_only_fields = fields
-
-
-# One instance of each, built on first use and shared by every request and thread. Building a
-# serialiser deep-copies and binds its fields, which cost six times what representing an order
-# with them does; representing changes nothing on the serialiser, so one instance serves all.
+# One instance, built once and shared by every request and thread. Building a serialiser
+# deep-copies and binds its fields, which cost six times what representing an order with them
+# does; representing changes nothing on the serialiser, so one instance serves all.
 _ORDER = OrderOutputSerializer()
-_ORDER_EVENT = OrderEventOutputSerializer()
 
 
 def order_payload(order: Order) -> dict[str, Any]:
@@ -58,7 +54,3 @@ def order_payload(order: Order) -> dict[str, Any]:
 
 def orders_payload(orders: Iterable[Order]) -> list[dict[str, Any]]:
     return [_ORDER.to_representation(order) for order in orders]
-
-
-def order_events_payload(events: Iterable[OrderEvent]) -> list[dict[str, Any]]:
-    return [_ORDER_EVENT.to_representation(event) for event in events]
