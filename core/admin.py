@@ -125,7 +125,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if request.method == "POST":
             return self._act(request, queue)
         depths = [d for d in queue_depths() if d.dead_letter]
-        letters: list[dead_letters.DeadLetter] = []
+        letters: list[dead_letters.DeadLetteredMessage] = []
         unavailable = ""
         if all(d.messages is None for d in depths):
             unavailable = "RabbitMQ is unavailable: the dead letters cannot be read now."
@@ -188,7 +188,8 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def _report(self, request: HttpRequest, action: str, result: dead_letters.DeadLetterResult) -> None:
         for letter in result.done:
             if action == "replay":
-                messages.success(request, f"{letter.id} ({letter.task or 'no task'}): replayed to {letter.queue}.")
+                note = result.notes.get(letter.id, "")
+                messages.success(request, f"{letter.id} ({letter.task or 'no task'}): replayed {note}.")
             else:
                 messages.success(request, f"{letter.id} ({letter.task or 'no task'}): purged.")
         for letter, reason in result.skipped:

@@ -15,6 +15,11 @@ then acknowledges the dead letter. A crash between the two leaves a copy in both
 are idempotent, so the second run changes nothing. The replayed copy keeps its body, properties,
 task id and ``x-death`` history, and starts with a fresh retry budget (``retries`` 0, no ``eta``
 or ``expires``): a replay is a new run of the task, as if just sent.
+
+A task named in the ``DEAD_LETTER_REPLAY_HANDLERS`` setting is replayed by its app's service
+instead (a notification's send is recovered as the admin's *Resend* recovers it): the handler
+does the work in its own transaction, then the dead letter is acknowledged. ``ReplayRefused``
+from it leaves the letter where it is, with the reason.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import amqp
+from django.conf import settings
+from django.utils.module_loading import import_string
 from kombu import Connection
 
 from config import queues
@@ -50,8 +57,12 @@ class DeadLetterError(Exception):
     """A request about dead letters that cannot be carried out (unknown queue, unroutable replay)."""
 
 
+class ReplayRefused(Exception):
+    """Raised by a replay handler: the letter cannot be replayed now and stays in its queue."""
+
+
 @dataclass(frozen=True)
-class DeadLetter:
+class DeadLetteredMessage:
     """One dead-lettered message, as operators see it."""
 
     id: str  # the Celery task id, or "sha256-..." of the body for a message without one
@@ -84,8 +95,10 @@ class DeadLetter:
 class DeadLetterResult:
     """What a replay or purge did."""
 
-    done: list[DeadLetter] = field(default_factory=list)
-    skipped: list[tuple[DeadLetter, str]] = field(default_factory=list)
+    done: list[DeadLetteredMessage] = field(default_factory=list)
+    # How each replayed letter was replayed, by id: "to <queue>", or what its handler did.
+    notes: dict[str, str] = field(default_factory=dict)
+    skipped: list[tuple[DeadLetteredMessage, str]] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
     cancelled: bool = False
 
@@ -93,7 +106,7 @@ class DeadLetterResult:
 @dataclass(frozen=True)
 class _Held:
     message: amqp.Message
-    letter: DeadLetter
+    letter: DeadLetteredMessage
 
 
 def dead_letter_queues(queue: str | None = None) -> list[str]:
@@ -131,7 +144,7 @@ def _decoded_arguments(message: amqp.Message, headers: dict[str, Any]) -> tuple[
     return headers.get("argsrepr"), headers.get("kwargsrepr")
 
 
-def _parse(message: amqp.Message, *, dead_letter_queue: str) -> DeadLetter:
+def _parse(message: amqp.Message, *, dead_letter_queue: str) -> DeadLetteredMessage:
     headers: dict[str, Any] = dict(message.headers or {})
     # x-death has one entry per (queue, reason), the latest first. Retries with a countdown
     # pass through Celery's delay queues, which add "expired" entries: not deaths of the task.
@@ -147,7 +160,7 @@ def _parse(message: amqp.Message, *, dead_letter_queue: str) -> DeadLetter:
         error = f"not a task message, or not decodable (content type {content_type!r}); {_REASONS.get(reason, reason)}"
     else:
         error = _REASONS.get(reason, reason)
-    return DeadLetter(
+    return DeadLetteredMessage(
         id=_text(task_id) if task_id else f"sha256-{hashlib.sha256(body).hexdigest()[:24]}",
         # Each work queue dead-letters to its own .dlq, so the name says where it came from.
         queue=_text(latest["queue"]) if latest else dead_letter_queue.removesuffix(".dlq"),
@@ -202,7 +215,7 @@ def _hold_all(channel: Any, dead_letter_queues: Sequence[str]) -> list[_Held]:
     return _with_recorded_errors(held)
 
 
-def dead_letter_list(*, queue: str | None = None) -> list[DeadLetter]:
+def dead_letter_list(*, queue: str | None = None) -> list[DeadLetteredMessage]:
     """Every dead letter (of one queue, or all), oldest first; none is removed."""
     names = dead_letter_queues(queue)
     with _broker() as (_, channel):
@@ -238,13 +251,22 @@ def _replay_message(channel: Any, held: _Held) -> None:
     channel.basic_ack(message.delivery_tag)
 
 
+ReplayHandler = Callable[[DeadLetteredMessage], str]
+
+
+def _replay_handler(task: str | None) -> ReplayHandler | None:
+    path = settings.DEAD_LETTER_REPLAY_HANDLERS.get(task or "")
+    return import_string(path) if path else None
+
+
 def dead_letter_replay(
     *,
     ids: Collection[str] | None,
     queue: str | None = None,
-    on_done: Callable[[DeadLetter], None] | None = None,
+    on_done: Callable[[DeadLetteredMessage, str], None] | None = None,
 ) -> DeadLetterResult:
-    """Send dead letters (those with ``ids``, or all when None) back to their original queues."""
+    """Replay dead letters (those with ``ids``, or all when None): back to their original queues,
+    or through their task's replay handler. ``on_done`` gets each letter and how it was replayed."""
     names = dead_letter_queues(queue)
     result = DeadLetterResult()
     with _broker() as (_, channel):
@@ -252,18 +274,41 @@ def dead_letter_replay(
             if held.letter.queue not in queues.WORK_QUEUE_NAMES:
                 result.skipped.append((held.letter, f"unknown original queue {held.letter.queue!r}"))
                 continue
-            _replay_message(channel, held)
+            handler = _replay_handler(held.letter.task)
+            if handler is None:
+                _replay_message(channel, held)
+                note = f"to {held.letter.queue}"
+            else:
+                try:
+                    note = handler(held.letter)
+                except ReplayRefused as exc:
+                    result.skipped.append((held.letter, str(exc)))
+                    continue
+                channel.basic_ack(held.message.delivery_tag)
             result.done.append(held.letter)
+            result.notes[held.letter.id] = note
             if on_done is not None:
-                on_done(held.letter)
+                on_done(held.letter, note)
     return result
+
+
+def dead_letters_settle(*, queue: str, matching: Callable[[DeadLetteredMessage], bool]) -> list[DeadLetteredMessage]:
+    """Remove the dead letters of ``queue`` that ``matching`` picks, because their work was done
+    another way (a notification recovered from the admin); returns them. The others stay."""
+    settled: list[DeadLetteredMessage] = []
+    with _broker() as (_, channel):
+        for held in _hold_all(channel, dead_letter_queues(queue)):
+            if matching(held.letter):
+                channel.basic_ack(held.message.delivery_tag)
+                settled.append(held.letter)
+    return settled
 
 
 def dead_letter_purge(
     *,
     ids: Collection[str] | None,
     queue: str | None = None,
-    confirm: Callable[[Sequence[DeadLetter]], bool] | None = None,
+    confirm: Callable[[Sequence[DeadLetteredMessage]], bool] | None = None,
 ) -> DeadLetterResult:
     """Delete dead letters (those with ``ids``, or all when None) for good.
 

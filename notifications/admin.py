@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -10,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin_tools import EstimatedCountPaginator, ReadOnlyAdmin
-from core.errors import DomainError
+from notifications.attempts import Channel
 from notifications.models import (
     DeliveryAttempt,
     EmailNotification,
@@ -19,7 +18,7 @@ from notifications.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from notifications.services.resending import email_notification_resend, webhook_delivery_resend
+from notifications.services.recovery import notifications_recover
 from notifications.services.webhooks import webhook_url_refusal
 from notifications.signing import webhook_secret_generate
 
@@ -59,21 +58,21 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         return False  # deliveries keep their endpoint: deactivate it instead
 
 
-def _resend(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, ids: list[int], resend: Callable[[int], Any], noun: str
-) -> None:
-    """Resend each object through the service and report, per object, what happened."""
+def _resend(modeladmin: admin.ModelAdmin, request: HttpRequest, channel: Channel, ids: list[int], noun: str) -> None:
+    """Recover the notifications through the one recovery service and report what happened to each."""
+    recovery = notifications_recover(channel=channel, ids=ids)
     refused: dict[str, list[str]] = defaultdict(list)
-    queued: list[str] = []
-    for pk in ids:
-        try:
-            resend(pk)
-        except DomainError as exc:
-            refused[exc.message].append(str(pk))
-        else:
-            queued.append(str(pk))
-    if queued:
-        modeladmin.message_user(request, f"Resend queued for {noun} {', '.join(queued)}.", messages.SUCCESS)
+    for pk, exc in recovery.refused.items():
+        refused[exc.message].append(str(pk))
+    if recovery.recovered:
+        queued = ", ".join(str(pk) for pk in recovery.recovered)
+        modeladmin.message_user(request, f"Resend queued for {noun} {queued}.", messages.SUCCESS)
+    if recovery.dead_letters_settled:
+        settled = f"{recovery.dead_letters_settled} dead letter(s) they replace removed from the dead-letter queue."
+        modeladmin.message_user(request, settled, messages.SUCCESS)
+    if recovery.dead_letters_error:
+        unsettled = f"Their dead letters were not removed: {recovery.dead_letters_error}; purge them later."
+        modeladmin.message_user(request, unsettled, messages.WARNING)
     for reason, refused_ids in refused.items():
         modeladmin.message_user(request, f"Not resent, {reason}: {noun} {', '.join(refused_ids)}.", messages.WARNING)
 
@@ -102,13 +101,13 @@ class DeliveryAttemptInline(admin.TabularInline):
 @admin.action(description="Resend selected deliveries", permissions=["resend"])
 def resend_deliveries(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
     ids = list(queryset.order_by("pk").values_list("pk", flat=True))
-    _resend(modeladmin, request, ids, lambda pk: webhook_delivery_resend(delivery_id=pk), "delivery(ies)")
+    _resend(modeladmin, request, Channel.WEBHOOK, ids, "delivery(ies)")
 
 
 @admin.action(description="Resend selected e-mails", permissions=["resend"])
 def resend_emails(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[EmailNotification]) -> None:
     ids = list(queryset.order_by("pk").values_list("pk", flat=True))
-    _resend(modeladmin, request, ids, lambda pk: email_notification_resend(email_id=pk), "e-mail(s)")
+    _resend(modeladmin, request, Channel.EMAIL, ids, "e-mail(s)")
 
 
 @admin.register(WebhookDelivery)

@@ -28,3 +28,7 @@ class NotResendable(DomainError):
     """A resend that could change nothing: already delivered, or to an endpoint turned off."""
 
     code = "not_resendable"
+
+
+class AlreadyDelivered(NotResendable):
+    """The notification was delivered: there is nothing to resend."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 from core.metrics import NAMESPACE
-from notifications.services.outcomes import Outcome
+from notifications.attempts import Channel, Outcome
 
 DELIVERIES = Counter(
     "notification_deliveries",
@@ -15,11 +15,11 @@ DELIVERIES = Counter(
     ["channel", "outcome"],
     namespace=NAMESPACE,
 )
-for _channel in ("webhook", "email"):
+for _channel in Channel:
     for _outcome in Outcome:
-        DELIVERIES.labels(_channel, _outcome.value)
+        DELIVERIES.labels(_channel.value, _outcome.value)
 
 
-def delivery_count(channel: str, outcome: Outcome) -> None:
+def delivery_count(channel: Channel, outcome: Outcome) -> None:
     """Count one attempt; called by the task once the attempt is recorded (committed)."""
-    DELIVERIES.labels(channel, outcome.value).inc()
+    DELIVERIES.labels(channel.value, outcome.value).inc()

@@ -15,23 +15,16 @@ from typing import Any
 from celery import Task, shared_task
 from django import db
 
+from notifications.attempts import Channel, Outcome, SendResult, Verdict, next_retry_in
 from notifications.errors import NotificationAttemptFailed, NotificationGaveUp
 from notifications.metrics import delivery_count
-from notifications.services import (
-    Outcome,
-    SendResult,
-    email_notification_send,
-    notifications_fan_out,
-    webhook_delivery_send,
-)
-from notifications.services.outcomes import next_retry_in
-from notifications.webhook_client import Verdict
+from notifications.services import email_notification_send, notifications_fan_out, webhook_delivery_send
 
 # PostgreSQL unreachable: as transient as a 503, so retried on the same schedule and budget.
 DATABASE_OUTAGES = (db.OperationalError, db.InterfaceError)
 
 
-def _attempt(task: Task[Any, Any], channel: str, send: Callable[[int], SendResult]) -> str:
+def _attempt(task: Task[Any, Any], channel: Channel, send: Callable[[int], SendResult]) -> str:
     attempt = task.request.retries + 1
     try:
         result = send(attempt)
@@ -51,12 +44,14 @@ def _attempt(task: Task[Any, Any], channel: str, send: Callable[[int], SendResul
 # Giving up is expected: logged without a traceback (the attempts are recorded in PostgreSQL).
 @shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
 def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int) -> str:
-    return _attempt(self, "webhook", lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt))
+    return _attempt(
+        self, Channel.WEBHOOK, lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt)
+    )
 
 
 @shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
 def email_notification_send_task(self: Task[Any, Any], email_id: int) -> str:
-    return _attempt(self, "email", lambda attempt: email_notification_send(email_id=email_id, attempt=attempt))
+    return _attempt(self, Channel.EMAIL, lambda attempt: email_notification_send(email_id=email_id, attempt=attempt))
 
 
 @shared_task(

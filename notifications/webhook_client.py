@@ -1,4 +1,4 @@
-"""One webhook request over HTTP, and what its outcome means for the delivery.
+"""One webhook request over HTTP, and its verdict (notifications/attempts.py).
 
 Connect and read timeouts, no redirects followed (a 3xx is a permanent failure: the merchant
 must configure the final URL), at most ``MAX_RESPONSE_BYTES`` of the answer read and kept, and
@@ -8,7 +8,6 @@ Host and TLS server name). Proxies from the environment are ignored: they would 
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
+from notifications.attempts import Verdict, classify_status
 from notifications.ssrf import Target, UnresolvableTarget, UnsafeTarget, resolve_target
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -28,14 +28,6 @@ MAX_RESPONSE_BYTES = 4096
 # dead addresses cannot hold the worker for long.
 MAX_ADDRESSES_TRIED = 3
 USER_AGENT = "order-service-webhooks/1.0"
-# Status codes worth another attempt besides 5xx: request timeout and rate limiting.
-RETRYABLE_STATUS_CODES = frozenset({408, 429})
-
-
-class Verdict(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    RETRY = "retry"  # transient: try again later
-    PERMANENT = "permanent"  # trying again cannot help: dead-letter at once
 
 
 @dataclass(frozen=True)
@@ -45,15 +37,6 @@ class WebhookResponse:
     status_code: int | None = None
     body: str = ""
     error: str = ""
-
-
-def classify_status(status_code: int) -> Verdict:
-    """2xx succeeded; 5xx, 408 and 429 are retried; anything else (3xx, other 4xx) is permanent."""
-    if 200 <= status_code < 300:
-        return Verdict.SUCCEEDED
-    if status_code >= 500 or status_code in RETRYABLE_STATUS_CODES:
-        return Verdict.RETRY
-    return Verdict.PERMANENT
 
 
 def _read_bounded(response: httpx.Response) -> bytes:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,6 +82,18 @@ def purge_dead_letter_queues() -> None:
         channel = conn.default_channel
         for queue in queues.DEAD_LETTER_QUEUES:
             queue.bind(channel).purge()
+
+
+HEARTBEAT_TASK = "core.tasks.worker_heartbeat_task"  # harmless wherever it runs
+
+
+def dead_letter_to(queue: str, *, task: str = HEARTBEAT_TASK, args: list[Any] | None = None) -> str:
+    """Put a task message straight into ``queue``'s dead-letter queue, as a rejection would; returns its id."""
+    with app.connection_for_write() as connection:
+        queues.declare_dead_letter_topology(connection)
+    args = args if args is not None else [str(uuid.uuid4())]
+    result = app.send_task(task, args=args, exchange=queues.DEAD_LETTER_EXCHANGE.name, routing_key=queue)
+    return str(result.id)
 
 
 def wait_until(predicate, *, timeout: float, interval: float = 0.1, message: str = "condition"):

@@ -186,6 +186,14 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0
 # it; config/celery_app.py closes it as Django does after a request instead.
 CELERY_DB_REUSE_MAX = 1000
 
+# A dead letter of these tasks is replayed by their app's service, not published again as it is
+# (core/dead_letters.py): a notification is recovered as the admin's Resend recovers it.
+_NOTIFICATION_RECOVERY = "notifications.services.recovery.notification_dead_letter_replay"
+DEAD_LETTER_REPLAY_HANDLERS = {
+    "notifications.tasks.webhook_delivery_send_task": _NOTIFICATION_RECOVERY,
+    "notifications.tasks.email_notification_send_task": _NOTIFICATION_RECOVERY,
+}
+
 # --- Business settings --------------------------------------------------------------------
 ORDER_PAYMENT_TIMEOUT_SECONDS = env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800)
 ORDER_EXPIRY_SWEEP_SECONDS = env.float("ORDER_EXPIRY_SWEEP_SECONDS", default=5)

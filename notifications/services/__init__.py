@@ -1,7 +1,7 @@
 """Business operations of the notifications app (writes); reads are in ``selectors``."""
 
+from notifications.attempts import Outcome, SendResult
 from notifications.services.emails import email_notification_send
-from notifications.services.outcomes import Outcome, SendResult
 from notifications.services.publishing import (
     Notification,
     notification_publish,

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from django.utils import timezone
 
 from core.log_context import log_context_bind_order
-from notifications.emails import classify_email_error, email_message_build
+from notifications.attempts import (
+    Channel,
+    Outcome,
+    SendResult,
+    Verdict,
+    attempt_settle,
+    busy_result,
+    classify_email_error,
+)
+from notifications.email_messages import email_message_build
 from notifications.lock_objects import send_lock
 from notifications.models import EmailNotification
-from notifications.services.outcomes import Outcome, SendResult, busy_result, give_up_reason, next_retry_in
-from notifications.webhook_client import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -45,21 +51,12 @@ def email_notification_send(*, email_id: int, attempt: int) -> SendResult:
 def _attempt_record(notification: EmailNotification, *, attempt: int, verdict: Verdict, error: str) -> SendResult:
     """Record one attempt and the e-mail's new status (one statement). Call holding its send lock."""
     now = timezone.now()
-    if verdict is Verdict.SUCCEEDED:
-        notification.status = EmailNotification.Status.SENT
+    settled = attempt_settle(channel=Channel.EMAIL, verdict=verdict, attempt=attempt, error=error, now=now)
+    result = settled.result
+    notification.status = settled.status
+    notification.next_attempt_at = settled.next_attempt_at
+    if result.outcome is Outcome.SENT:
         notification.sent_at = now
-        notification.next_attempt_at = None
-        result = SendResult(Outcome.SENT)
-    else:
-        retry_in = next_retry_in(verdict=verdict, attempt=attempt)
-        if retry_in is not None:
-            notification.status = EmailNotification.Status.FAILED
-            notification.next_attempt_at = now + timedelta(seconds=retry_in)
-            result = SendResult(Outcome.RETRY, error, retry_in=retry_in)
-        else:
-            notification.status = EmailNotification.Status.DEAD_LETTERED
-            notification.next_attempt_at = None
-            result = SendResult(Outcome.GAVE_UP, give_up_reason(verdict=verdict, attempt=attempt, error=error))
     notification.attempt_count += 1
     notification.last_error = error
     notification.updated_at = now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import httpx
 from django.conf import settings
@@ -13,13 +13,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.log_context import log_context_bind_order
+from notifications.attempts import Channel, Outcome, SendResult, attempt_settle, busy_result
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.lock_objects import send_lock
 from notifications.models import DeliveryAttempt, EventType, WebhookDelivery, WebhookEndpoint
-from notifications.services.outcomes import Outcome, SendResult, busy_result, give_up_reason, next_retry_in
 from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
 from notifications.ssrf import address_refusal, url_refusal
-from notifications.webhook_client import Verdict, WebhookResponse, webhook_post
+from notifications.webhook_client import WebhookResponse, webhook_post
 
 logger = logging.getLogger(__name__)
 
@@ -114,25 +114,14 @@ def _attempt_record(
 ) -> SendResult:
     """Record one attempt and the delivery's new status. Call inside a transaction, holding its send lock."""
     now = timezone.now()
-    retry_in = None
-    if response.verdict is Verdict.SUCCEEDED:
-        delivery.status = WebhookDelivery.Status.SUCCEEDED
+    settled = attempt_settle(
+        channel=Channel.WEBHOOK, verdict=response.verdict, attempt=attempt, error=response.error, now=now
+    )
+    result = settled.result
+    delivery.status = settled.status
+    delivery.next_attempt_at = settled.next_attempt_at
+    if result.outcome is Outcome.SENT:
         delivery.succeeded_at = now
-        delivery.next_attempt_at = None
-        result = SendResult(Outcome.SENT)
-    else:
-        retry_in = next_retry_in(verdict=response.verdict, attempt=attempt)
-        if retry_in is not None:
-            delivery.status = WebhookDelivery.Status.FAILED
-            delivery.next_attempt_at = now + timedelta(seconds=retry_in)
-            result = SendResult(Outcome.RETRY, response.error, retry_in=retry_in)
-        else:
-            delivery.status = WebhookDelivery.Status.DEAD_LETTERED
-            delivery.next_attempt_at = None
-            result = SendResult(
-                Outcome.GAVE_UP,
-                give_up_reason(verdict=response.verdict, attempt=attempt, error=response.error),
-            )
     delivery.attempt_count += 1
     delivery.last_response_code = response.status_code
     delivery.last_error = response.error
@@ -146,7 +135,7 @@ def _attempt_record(
         status_code=response.status_code,
         error=response.error,
         response_body=response.body,
-        retry_delay_seconds=retry_in,
+        retry_delay_seconds=result.retry_in,
     )
     delivery.save(
         update_fields=[

@@ -20,10 +20,9 @@ from orders.services import order_reserve
 from tests.admin_pages import forget_operations_readings, queries_for
 from tests.factories import StaffFactory, make_order, make_product
 from tests.faults import free_port
+from tests.processes import HEARTBEAT_TASK, dead_letter_to
 
 pytestmark = pytest.mark.django_db
-
-HEARTBEAT_TASK = "core.tasks.worker_heartbeat_task"  # harmless wherever it runs
 
 
 @pytest.fixture
@@ -158,19 +157,6 @@ def test_staff_who_may_not_see_orders_get_no_dashboard(client):
 
 
 # --- dead letters -----------------------------------------------------------------------
-
-
-def dead_letter_to(queue: str) -> str:
-    """Put a task message straight into ``queue``'s dead-letter queue, as a rejection would."""
-    with app.connection_for_write() as connection:
-        queues.declare_dead_letter_topology(connection)
-    result = app.send_task(
-        HEARTBEAT_TASK,
-        args=[str(uuid.uuid4())],
-        exchange=queues.DEAD_LETTER_EXCHANGE.name,
-        routing_key=queue,
-    )
-    return result.id
 
 
 def messages_of(response) -> list[str]:

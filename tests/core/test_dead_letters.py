@@ -1,4 +1,5 @@
-"""Reading dead letters: what each message says about itself (the flow tests use the broker)."""
+"""Dead letters: what each message says about itself, and ``dead_letter_replay`` against the
+test broker (a notification's replay is in tests/notifications/test_recovery.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from datetime import UTC, datetime
 import amqp
 import pytest
 
-from core.dead_letters import DeadLetterError, _Held, _parse, _replay_message, dead_letter_queues
+from config import queues
+from core.dead_letters import (
+    DeadLetterError,
+    _Held,
+    _parse,
+    _replay_message,
+    dead_letter_list,
+    dead_letter_queues,
+    dead_letter_replay,
+)
+from tests.processes import HEARTBEAT_TASK, dead_letter_to
 
 
 def dead_message(body: bytes, *, content_type: str, headers: dict) -> amqp.Message:
@@ -127,3 +138,19 @@ def test_a_replay_publishes_a_fresh_run_to_the_original_queue_then_acknowledges_
     assert "x-delivery-count" not in sent_headers
     assert sent_headers["x-death"] == headers["x-death"]  # so a second death counts as the second
     assert ack == ("ack", 7)
+
+
+@pytest.mark.django_db
+def test_dead_letter_replay_sends_a_letter_back_to_its_queue_and_reports_the_unknown(dead_letter_queues_empty):
+    # given two dead letters of a task in orders.dlq
+    replayed, kept = dead_letter_to(queues.ORDERS), dead_letter_to(queues.ORDERS)
+    done: list[tuple[str, str]] = []
+
+    # when one is replayed, with an id that is not there
+    result = dead_letter_replay(ids=[replayed, "gone-1"], on_done=lambda letter, note: done.append((letter.id, note)))
+
+    # then it went back to its queue, the other stays, and the unknown id is reported
+    assert done == [(replayed, "to orders")]
+    assert [letter.task for letter in result.done] == [HEARTBEAT_TASK]
+    assert result.not_found == ["gone-1"]
+    assert [letter.id for letter in dead_letter_list()] == [kept]

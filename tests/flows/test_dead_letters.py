@@ -14,7 +14,7 @@ from kombu import Connection, Exchange, Producer
 
 from config import queues
 from config.celery_app import app
-from core.dead_letters import DeadLetter, dead_letter_list
+from core.dead_letters import DeadLetteredMessage, dead_letter_list
 from core.models import TaskFailure
 from notifications.models import WebhookDelivery
 from notifications.services import notification_publish, webhook_endpoint_create
@@ -44,7 +44,7 @@ def send_to_notifications_queue(task_name: str, *args: str) -> str:
     return app.send_task(task_name, args=list(args), queue=queues.NOTIFICATIONS).id
 
 
-def dead_letter(letter_id: str) -> DeadLetter:
+def dead_letter(letter_id: str) -> DeadLetteredMessage:
     return wait_until(
         lambda: next((d for d in dead_letter_list(queue=queues.NOTIFICATIONS) if d.id == letter_id), None),
         timeout=WAIT,

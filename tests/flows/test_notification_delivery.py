@@ -107,7 +107,7 @@ def test_an_endpoint_that_keeps_failing_is_dead_lettered_then_replayed_and_deliv
     assert f"gave up after {MAX_ATTEMPTS} attempt(s): HTTP 500" in letters[0].error
     assert letters[0].death_count == 1
 
-    # when the endpoint is fixed and the dead letter replayed
+    # when the endpoint is fixed and the dead letter replayed (the delivery is recovered: a new send)
     webhook_receiver.respond(then=Response(200))
     call_command("dlq", "replay", task_id)
 
@@ -120,7 +120,7 @@ def test_an_endpoint_that_keeps_failing_is_dead_lettered_then_replayed_and_deliv
     app.send_task("notifications.tasks.webhook_delivery_send_task", args=[delivery.pk], task_id=task_id)
 
     # then the worker handles it without sending anything
-    wait_until(lambda: live_worker.log().count(f"[{task_id}] succeeded") >= 2, timeout=WAIT, message="the copy")
+    wait_until(lambda: live_worker.log().count(f"[{task_id}] succeeded") >= 1, timeout=WAIT, message="the copy")
     assert webhook_receiver.statuses() == [500] * MAX_ATTEMPTS + [200]
     assert WebhookDelivery.objects.get().attempt_count == MAX_ATTEMPTS + 1
 

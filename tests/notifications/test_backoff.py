@@ -1,6 +1,6 @@
 import pytest
 
-from notifications.backoff import retry_countdown
+from notifications.attempts import retry_countdown
 
 
 @pytest.mark.parametrize(

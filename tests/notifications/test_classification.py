@@ -3,8 +3,7 @@ import smtplib
 import pytest
 from django.template import TemplateDoesNotExist
 
-from notifications.emails import classify_email_error
-from notifications.webhook_client import Verdict, classify_status
+from notifications.attempts import Verdict, classify_email_error, classify_status
 
 
 @pytest.mark.parametrize(

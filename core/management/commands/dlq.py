@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from kombu.exceptions import OperationalError as BrokerError
 
 from core.dead_letters import (
-    DeadLetter,
+    DeadLetteredMessage,
     DeadLetterError,
     DeadLetterResult,
     dead_letter_list,
@@ -79,7 +79,7 @@ class Command(BaseCommand):
             self.stdout.write(self._describe(letter))
         self.stdout.write(f"{len(letters)} dead letter(s).")
 
-    def _describe(self, letter: DeadLetter) -> str:
+    def _describe(self, letter: DeadLetteredMessage) -> str:
         died = letter.died_at.isoformat() if letter.died_at else "?"
         return "\n".join(
             [
@@ -101,15 +101,15 @@ class Command(BaseCommand):
             raise CommandError(f"{len(result.skipped)} dead letter(s) could not be replayed.")
 
     def _replay(self, *, ids: list[str] | None, queue: str | None) -> None:
-        def progress(letter: DeadLetter) -> None:
-            self.stdout.write(f"Replayed {letter.id} ({letter.task or 'raw message'}) to {letter.queue}")
+        def progress(letter: DeadLetteredMessage, note: str) -> None:
+            self.stdout.write(f"Replayed {letter.id} ({letter.task or 'raw message'}) {note}")
 
         result = dead_letter_replay(ids=ids, queue=queue, on_done=progress)
         self.stdout.write(self.style.SUCCESS(f"Replayed {len(result.done)} dead letter(s)."))
         self._report_not_found(result)
 
     def _purge(self, *, ids: list[str] | None, queue: str | None, assume_yes: bool) -> None:
-        def confirm(letters: Sequence[DeadLetter]) -> bool:
+        def confirm(letters: Sequence[DeadLetteredMessage]) -> bool:
             for letter in letters:
                 self.stdout.write(f"  {letter.id}  {letter.queue}  {letter.task or 'raw message'}")
             if assume_yes:

@@ -1,4 +1,4 @@
-"""Customer e-mails: rendered from templates/notifications/email/, sent by Django's framework.
+"""The customer e-mail of an event, as a message: rendered from templates/notifications/email/.
 
 Each event type that mails the customer has three templates, named after it with the dot
 replaced (``order.reserved`` -> ``order_reserved``): ``<name>_subject.txt``, ``<name>.txt`` and
@@ -8,7 +8,6 @@ replaced (``order.reserved`` -> ``order_reserved``): ``<name>_subject.txt``, ``<
 
 from __future__ import annotations
 
-import smtplib
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +16,6 @@ from django.template.loader import render_to_string
 from django.utils.dateparse import parse_datetime
 
 from notifications.models import EmailNotification
-from notifications.webhook_client import Verdict
 
 TEMPLATE_DIR = "notifications/email"
 _ORDER_TIMESTAMPS = ("created_at", "updated_at", "reserved_at", "expires_at", "paid_at")
@@ -52,15 +50,3 @@ def email_message_build(*, notification: EmailNotification) -> EmailMultiAlterna
     )
     message.attach_alternative(html, "text/html")
     return message
-
-
-def classify_email_error(exc: Exception) -> Verdict:
-    """SMTP 5xx answers and bad messages are permanent; 4xx answers and network errors retry."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in exc.recipients.values()]
-        return Verdict.PERMANENT if codes and all(code >= 500 for code in codes) else Verdict.RETRY
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return Verdict.PERMANENT if exc.smtp_code >= 500 else Verdict.RETRY
-    if isinstance(exc, OSError):  # connection refused, timeout, server disconnected
-        return Verdict.RETRY
-    return Verdict.PERMANENT  # a template error, a malformed address: trying again cannot help
