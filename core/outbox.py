@@ -1,10 +1,11 @@
 """The transactional outbox: tasks are recorded with the business change, published after.
 
-``outbox_enqueue`` is the one way the system enqueues a task. It must be called inside the
-transaction that makes the change the task follows up on; the row commits (or rolls back) with
-it, so an accepted change is never without its follow-up and no message leaves before commit.
-After commit the message is published at once with broker confirms; whatever that misses (a
-broker outage, a crash) the relay publishes later. Consumers must therefore be idempotent.
+``outbox_enqueue`` (``outbox_enqueue_many`` for several) is the one way the system enqueues a
+task. Call it inside the transaction that makes the change the task follows up on: the row
+commits (or rolls back) with it, so an accepted change is never without its follow-up and no
+message leaves before commit. After commit the message is published at once with broker
+confirms; whatever that misses (a broker outage, a crash) the relay publishes later. Consumers
+must therefore be idempotent.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ RELAY_BATCH_SIZE = 200
 # every request until the alarm clears.
 CONFIRM_TIMEOUT_SECONDS = 10.0
 AFTER_COMMIT_TIMEOUT_SECONDS = 2.0
+# Published rows are kept this long for inspection (the admin's outbox page), then pruned.
+PUBLISHED_RETENTION = timedelta(days=1)
 
 _broker_unavailable_until = 0.0
 
@@ -63,7 +66,7 @@ def outbox_enqueue_many(tasks: Sequence[OutboxTask]) -> list[uuid.UUID]:
     The rows are written in one statement and published together after commit.
     """
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("outbox_enqueue must be called inside a transaction")
+        raise RuntimeError("outbox_enqueue_many must be called inside a transaction")
     if not tasks:
         return []
     request_id = get_guid() or ""
@@ -248,6 +251,7 @@ def outbox_relay(*, batch_size: int = RELAY_BATCH_SIZE, grace: timedelta = RELAY
             return published
 
 
-def outbox_purge_published(*, older_than: timedelta) -> int:
+def outbox_prune(*, older_than: timedelta = PUBLISHED_RETENTION) -> int:
+    """Delete rows published more than ``older_than`` ago; returns how many."""
     deleted, _ = OutboxMessage.objects.filter(published_at__lt=timezone.now() - older_than).delete()
     return deleted

@@ -3,19 +3,15 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
-from datetime import timedelta
 
 from celery import shared_task
 from django.utils import timezone
 
 from core.idempotency import idempotency_key_cleanup
 from core.models import WorkerHeartbeat
-from core.outbox import outbox_purge_published, outbox_relay
+from core.outbox import outbox_prune, outbox_relay
 
 logger = logging.getLogger(__name__)
-
-# Published outbox rows are kept this long for inspection, then deleted.
-OUTBOX_RETENTION = timedelta(days=1)
 
 
 # Periodic tasks: a failed run (PostgreSQL down, say) is acknowledged, not dead-lettered. The
@@ -32,8 +28,14 @@ def outbox_relay_task() -> int:
 @shared_task(acks_on_failure_or_timeout=True)
 def idempotency_key_cleanup_task() -> int:
     deleted = idempotency_key_cleanup()
-    deleted_outbox = outbox_purge_published(older_than=OUTBOX_RETENTION)
-    logger.info("Deleted %d expired idempotency key(s), %d old outbox row(s)", deleted, deleted_outbox)
+    logger.info("Deleted %d expired idempotency key(s)", deleted)
+    return deleted
+
+
+@shared_task(acks_on_failure_or_timeout=True)
+def outbox_prune_task() -> int:
+    deleted = outbox_prune()
+    logger.info("Deleted %d published outbox row(s) past their retention", deleted)
     return deleted
 
 

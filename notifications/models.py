@@ -50,7 +50,7 @@ class WebhookEndpoint(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="webhook_endpoint_created_idx"),
-            # notification_publish looks up the active endpoints subscribed to one event type.
+            # notifications_publish and the fan-out look up the active endpoints subscribed to event types.
             GinIndex(fields=["events"], name="webhook_endpoint_events_gin"),
         ]
 

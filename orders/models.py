@@ -3,7 +3,7 @@
 The state table of the contract lives here, in the ``@transition`` methods of :class:`Order`:
 each names its source and target states and, in ``custom["actors"]``, who may trigger it. The
 status field is protected, so a transition method is the only way to change it, and
-orders.services.transitions.order_transition the only caller of those methods.
+orders.services.transitions.orders_transition the only caller of those methods.
 """
 
 from __future__ import annotations

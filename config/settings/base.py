@@ -322,5 +322,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.tasks.idempotency_key_cleanup_task",
         "schedule": 3600.0,
     },
+    "outbox-prune": {
+        "task": "core.tasks.outbox_prune_task",
+        "schedule": 3600.0,
+    },
 }
 DRF_STANDARDIZED_ERRORS["EXCEPTION_HANDLER_CLASS"] = "core.errors.ApiExceptionHandler"

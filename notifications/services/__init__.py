@@ -4,7 +4,6 @@ from notifications.attempts import Outcome, SendResult
 from notifications.services.emails import email_notification_send
 from notifications.services.publishing import (
     Notification,
-    notification_publish,
     notifications_fan_out,
     notifications_publish,
 )
@@ -15,7 +14,6 @@ __all__ = [
     "Outcome",
     "SendResult",
     "email_notification_send",
-    "notification_publish",
     "notifications_fan_out",
     "notifications_publish",
     "webhook_delivery_send",

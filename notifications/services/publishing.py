@@ -29,7 +29,7 @@ FAN_OUT_TASK = "notifications.tasks.notification_fan_out_task"
 # Up to this many events (one order's transition, which may announce its placement too), the
 # transaction writes their e-mails itself; a bigger batch (the expiry sweeper's) is fanned out
 # by one task, so the sweeper's transaction stays short.
-FEW_EVENTS = 4
+MAX_EVENTS_MAILED_IN_TRANSACTION = 4
 
 
 @dataclass(frozen=True)
@@ -44,29 +44,18 @@ class Notification:
 def notifications_publish(
     *, notifications: Sequence[Notification], enqueue_with: Sequence[OutboxTask] = ()
 ) -> list[NotificationEvent]:
-    """Record events, and their webhook deliveries and e-mails or the task that creates them.
+    """Record events, and their e-mails and webhook deliveries or the task that creates them.
 
-    Call inside the business transaction that makes the change the events report: what is
-    written here commits with that change or not at all, and nothing is sent before the commit.
-    ``enqueue_with`` are the caller's own follow-up tasks: they go into the outbox in the same
-    statement as the notification tasks.
-
-    The fan-out (one delivery per active endpoint subscribed to the event's type, one e-mail
-    for the types that mail the customer, and their send tasks) is done by a worker
-    (:func:`notifications_fan_out`) whenever that spares the transaction more than the extra
-    task message costs:
-
-    - a batch (the expiry sweeper's) is fanned out by one task for the whole batch;
-    - a few events (``FEW_EVENTS``) write their e-mails and those e-mails' send tasks here,
-      and have their deliveries fanned out by one task only if some active endpoint is
-      subscribed to one of their types (one indexed lookup), so an order's transition with no
-      merchant endpoint listening sends no extra message at all.
-
-    ``payload`` is the order as the API shows it, JSON-ready. An event's id is the
-    ``webhook-id`` and the body's ``id``: the same for every endpoint and every attempt.
+    Call inside the business transaction whose change the events report: all of it commits with
+    that change, and nothing is sent before. ``enqueue_with`` are the caller's own follow-up
+    tasks, written in the same outbox statement. A batch larger than
+    ``MAX_EVENTS_MAILED_IN_TRANSACTION`` (the expiry sweeper's) is fanned out by one task
+    (:func:`notifications_fan_out`); fewer events write their e-mails here, and queue a fan-out
+    for their deliveries only if some active endpoint subscribes to one of their types.
+    ``payload`` is the order as the API shows it; an event's id is the ``webhook-id``.
     """
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("notification_publish must be called inside the business transaction")
+        raise RuntimeError("notifications_publish must be called inside the business transaction")
     for notification in notifications:
         if notification.event_type not in EventType.values:
             raise ValueError(f"Unknown notification event type {notification.event_type!r}")
@@ -76,7 +65,7 @@ def notifications_publish(
     )
     recipients = [n.email if n.email and n.event_type in EMAIL_EVENT_TYPES else None for n in notifications]
     tasks = list(enqueue_with)
-    if len(events) > FEW_EVENTS:
+    if len(events) > MAX_EVENTS_MAILED_IN_TRANSACTION:
         fan_out = [[str(e.id), e.event_type, recipient] for e, recipient in zip(events, recipients, strict=True)]
         tasks.append(OutboxTask(FAN_OUT_TASK, [fan_out]))
     elif events:
@@ -92,16 +81,6 @@ def notifications_publish(
         tasks += [OutboxTask(EMAIL_NOTIFICATION_TASK, [email.pk]) for email in emails]
     outbox_enqueue_many(tasks)
     return events
-
-
-def notification_publish(
-    *, event_type: str, payload: dict[str, Any], email: str | None, enqueue_with: Sequence[OutboxTask] = ()
-) -> NotificationEvent:
-    """:func:`notifications_publish` for one event."""
-    (event,) = notifications_publish(
-        notifications=[Notification(event_type, payload, email)], enqueue_with=enqueue_with
-    )
-    return event
 
 
 # Inserts that skip the rows already there and return only the new ones, so a fan-out that runs

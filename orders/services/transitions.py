@@ -141,7 +141,7 @@ def order_transition(
     return event
 
 
-def _order_act(*, order_id: int, name: str, actor: Actor, actor_user: User | None) -> Order:
+def _order_action_apply(*, order_id: int, name: str, actor: Actor, actor_user: User | None) -> Order:
     with transaction.atomic():
         order = order_lock(order_id=order_id)
         # Read once under the lock: the event's payload and the caller's answer both show them.
@@ -156,25 +156,25 @@ def _order_act(*, order_id: int, name: str, actor: Actor, actor_user: User | Non
 
 def order_cancel(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
     """Cancel a pending or reserved order (owner, staff); a reserved order's stock returns."""
-    return _order_act(order_id=order_id, name="cancel", actor=actor, actor_user=actor_user)
+    return _order_action_apply(order_id=order_id, name="cancel", actor=actor, actor_user=actor_user)
 
 
 def order_mark_paid(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
     """Mark a reserved order paid by hand (staff): a payment taken outside the provider."""
-    return _order_act(order_id=order_id, name="pay", actor=actor, actor_user=actor_user)
+    return _order_action_apply(order_id=order_id, name="pay", actor=actor, actor_user=actor_user)
 
 
 def order_ship(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
-    return _order_act(order_id=order_id, name="ship", actor=actor, actor_user=actor_user)
+    return _order_action_apply(order_id=order_id, name="ship", actor=actor, actor_user=actor_user)
 
 
 def order_complete(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
-    return _order_act(order_id=order_id, name="complete", actor=actor, actor_user=actor_user)
+    return _order_action_apply(order_id=order_id, name="complete", actor=actor, actor_user=actor_user)
 
 
 def order_refund(*, order_id: int, actor: Actor, actor_user: User | None) -> Order:
     """Refund a paid order (staff); its stock returns."""
-    return _order_act(order_id=order_id, name="refund", actor=actor, actor_user=actor_user)
+    return _order_action_apply(order_id=order_id, name="refund", actor=actor, actor_user=actor_user)
 
 
 OrderAction = Callable[..., Order]

@@ -17,7 +17,7 @@ from config.celery_app import app
 from core.dead_letters import DeadLetteredMessage, dead_letter_list
 from core.models import TaskFailure
 from notifications.models import WebhookDelivery
-from notifications.services import notification_publish, webhook_endpoint_create
+from notifications.services import Notification, notifications_publish, webhook_endpoint_create
 from tests.notifications.factories import order_payload
 from tests.processes import wait_until
 
@@ -62,7 +62,7 @@ def assert_the_notifications_queue_still_flows(webhook_receiver) -> None:
     endpoint = webhook_endpoint_create(url=webhook_receiver.url, events=["order.paid"])
     webhook_receiver.secret = endpoint.secret
     with transaction.atomic():
-        notification_publish(event_type="order.paid", payload=order_payload(status="paid"), email=None)
+        notifications_publish(notifications=[Notification("order.paid", order_payload(status="paid"), None)])
     wait_until(
         lambda: WebhookDelivery.objects.filter(status=WebhookDelivery.Status.SUCCEEDED).exists(),
         timeout=WAIT,

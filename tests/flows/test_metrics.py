@@ -17,7 +17,7 @@ from django.db import transaction
 
 from core.models import OutboxMessage
 from inventory.services import stock_adjust
-from notifications.services import notification_publish, webhook_endpoint_create
+from notifications.services import Notification, notifications_publish, webhook_endpoint_create
 from orders.services.reservation import RESERVE_TASK
 from tests.conftest import FLOW_WORKER_ENV
 from tests.factories import make_product
@@ -169,7 +169,7 @@ def test_a_failing_webhook_endpoint_shows_in_delivery_task_and_dead_letter_count
 
     # when an event is published to it
     with transaction.atomic():
-        notification_publish(event_type="order.paid", payload=order_payload(), email=None)
+        notifications_publish(notifications=[Notification("order.paid", order_payload(), None)])
 
     # then every attempt is counted by outcome, and the message that gave up as dead-lettered
     task = "notifications.tasks.webhook_delivery_send_task"

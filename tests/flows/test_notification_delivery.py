@@ -17,7 +17,7 @@ from config.celery_app import app
 from core.dead_letters import dead_letter_list
 from core.models import OutboxMessage
 from notifications.models import DeliveryAttempt, EmailNotification, WebhookDelivery
-from notifications.services import notification_publish, webhook_endpoint_create
+from notifications.services import Notification, notifications_publish, webhook_endpoint_create
 from tests.conftest import FLOW_WORKER_ENV
 from tests.notifications.factories import order_payload
 from tests.notifications.receiver import Response, WebhookReceiver
@@ -38,7 +38,7 @@ def subscribe(receiver: WebhookReceiver, events: list[str] | None = None) -> Non
 
 def publish(event_type: str = "order.reserved", email: str | None = None) -> str:
     with transaction.atomic():
-        event = notification_publish(event_type=event_type, payload=order_payload(), email=email)
+        event = notifications_publish(notifications=[Notification(event_type, order_payload(), email)])[0]
     return str(event.id)
 
 

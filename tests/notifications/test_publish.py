@@ -1,4 +1,4 @@
-"""``notification_publish``, the boundary the orders app calls inside its transactions, and the
+"""``notifications_publish``, the boundary the orders app calls inside its transactions, and the
 fan-out task it queues (run here in-process with ``apply``; the flow tests run it in workers)."""
 
 from __future__ import annotations
@@ -17,20 +17,20 @@ from notifications.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from notifications.services import Notification, notification_publish, notifications_publish, webhook_endpoint_create
+from notifications.services import Notification, notifications_publish, webhook_endpoint_create
 from notifications.services.publishing import (
     EMAIL_NOTIFICATION_TASK,
     FAN_OUT_TASK,
-    FEW_EVENTS,
     WEBHOOK_DELIVERY_TASK,
 )
+from notifications.services.publishing import MAX_EVENTS_MAILED_IN_TRANSACTION as FEW
 from notifications.tasks import notification_fan_out_task
 from tests.notifications.factories import WebhookEndpointFactory, order_payload
 
 
 def publish_and_fan_out(event_type: str, email: str | None) -> NotificationEvent:
     """Publish as a business transaction does, then run the fan-out task it queued, if any."""
-    event = notification_publish(event_type=event_type, payload=order_payload(), email=email)
+    event = notifications_publish(notifications=[Notification(event_type, order_payload(), email)])[0]
     for message in OutboxMessage.objects.filter(task_name=FAN_OUT_TASK):
         notification_fan_out_task.apply(args=message.args)
     return event
@@ -50,7 +50,7 @@ def test_a_single_event_writes_its_email_and_leaves_its_deliveries_to_the_fan_ou
     WebhookEndpointFactory.create_batch(3, events=["order.reserved"])
 
     # when a reservation is published
-    event = notification_publish(event_type="order.reserved", payload=order_payload(), email="c@example.com")
+    event = notifications_publish(notifications=[Notification("order.reserved", order_payload(), "c@example.com")])[0]
 
     # then the event, its e-mail and its send task are written, and one fan-out task for the deliveries
     assert NotificationEvent.objects.get() == event
@@ -66,7 +66,7 @@ def test_a_single_event_without_subscribed_endpoints_queues_no_fan_out():
     WebhookEndpointFactory.create(events=["order.paid"])
     WebhookEndpointFactory.create(events=["order.pending"], active=False)
 
-    notification_publish(event_type="order.pending", payload=order_payload(), email="c@example.com")
+    notifications_publish(notifications=[Notification("order.pending", order_payload(), "c@example.com")])
 
     assert not OutboxMessage.objects.exists()
 
@@ -77,7 +77,9 @@ def test_the_callers_tasks_share_the_outbox_statement(django_assert_num_queries)
     task = OutboxTask("orders.tasks.order_reserve_task", [42])
 
     with django_assert_num_queries(3):  # event, subscribed endpoints, outbox
-        notification_publish(event_type="order.pending", payload=order_payload(), email=None, enqueue_with=[task])
+        notifications_publish(
+            notifications=[Notification("order.pending", order_payload(), None)], enqueue_with=[task]
+        )[0]
 
     assert {m.task_name for m in OutboxMessage.objects.all()} == {task.task_name, FAN_OUT_TASK}
 
@@ -154,19 +156,17 @@ def test_a_batch_is_fanned_out_by_one_task(django_assert_num_queries):
     # when the sweeper publishes a batch, only the events and one task are written
     with django_assert_num_queries(2):
         events = notifications_publish(
-            notifications=[
-                Notification("order.expired", order_payload(), f"c{i}@example.com") for i in range(FEW_EVENTS + 1)
-            ]
+            notifications=[Notification("order.expired", order_payload(), f"c{i}@example.com") for i in range(FEW + 1)]
         )
     assert not EmailNotification.objects.exists()
 
     # then the task creates every delivery and e-mail, and queues their sends
     notification_fan_out_task.apply(args=fan_out_message().args)
-    assert WebhookDelivery.objects.filter(event__in=events).count() == FEW_EVENTS + 1
+    assert WebhookDelivery.objects.filter(event__in=events).count() == FEW + 1
     assert sorted(EmailNotification.objects.values_list("recipient", flat=True)) == [
-        f"c{i}@example.com" for i in range(FEW_EVENTS + 1)
+        f"c{i}@example.com" for i in range(FEW + 1)
     ]
-    assert len(send_messages()) == 2 * (FEW_EVENTS + 1)
+    assert len(send_messages()) == 2 * (FEW + 1)
 
 
 @pytest.mark.django_db
@@ -191,7 +191,7 @@ def test_no_email_without_an_address():
 @pytest.mark.django_db
 def test_an_unknown_event_type_is_refused():
     with pytest.raises(ValueError, match=r"order\.teleported"):
-        notification_publish(event_type="order.teleported", payload=order_payload(), email=None)
+        notifications_publish(notifications=[Notification("order.teleported", order_payload(), None)])
 
 
 @pytest.mark.django_db
@@ -208,7 +208,7 @@ def test_one_delivery_per_event_and_endpoint_and_one_email_per_event_are_enforce
 @pytest.mark.django_db(transaction=True)
 def test_publishing_outside_a_transaction_is_refused():
     with pytest.raises(RuntimeError, match="inside the business transaction"):
-        notification_publish(event_type="order.paid", payload=order_payload(), email=None)
+        notifications_publish(notifications=[Notification("order.paid", order_payload(), None)])
 
     assert not NotificationEvent.objects.exists()
 
@@ -218,7 +218,7 @@ def test_a_rolled_back_business_transaction_leaves_no_notification():
     WebhookEndpointFactory.create()
 
     with pytest.raises(ZeroDivisionError), transaction.atomic():
-        notification_publish(event_type="order.paid", payload=order_payload(), email="c@example.com")
+        notifications_publish(notifications=[Notification("order.paid", order_payload(), "c@example.com")])
         1 / 0  # noqa: B018 - the business change fails after publishing
 
     assert not NotificationEvent.objects.exists()
