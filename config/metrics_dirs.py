@@ -92,3 +92,47 @@ def metrics_process_dead(pid: int) -> None:
 
     with contextlib.suppress(OSError):
         multiprocess.mark_process_dead(pid)
+
+
+def gunicorn_worker_count() -> int | None:
+    """How many workers the gunicorn running this process was told to start, as gunicorn reads
+    its options (command line, ``GUNICORN_CMD_ARGS``, ``WEB_CONCURRENCY``); None when it is not
+    known here (set in a configuration file other than this repository's ``gunicorn.conf.py``,
+    which sets none)."""
+    from gunicorn.config import Config
+
+    config = Config()
+    parser = config.parser()
+    options, _ = parser.parse_known_args(sys.argv[1:])
+    env_options, _ = parser.parse_known_args(config.get_cmd_args_from_env())
+    for parsed in (options, env_options):
+        if getattr(parsed, "workers", None) is not None:
+            return int(parsed.workers)
+    config_file = options.config or env_options.config
+    if config_file and Path(config_file).resolve() != Path(__file__).resolve().parent.parent / "gunicorn.conf.py":
+        return None
+    return int(config.workers)  # the default: WEB_CONCURRENCY, else 1
+
+
+def metrics_dir_check_web() -> None:
+    """Warn, at a gunicorn worker's start, when several workers run without the metrics directory.
+
+    The directory is made by ``gunicorn.conf.py``, which gunicorn reads from its working
+    directory. Started from elsewhere, or with another ``--config``, each worker counts alone,
+    and each scrape of ``/metrics`` shows whichever worker answered it: counters jump back and
+    forth, and rates are wrong.
+    """
+    if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/") or os.environ.get(MULTIPROC_ENV):
+        return
+    workers = gunicorn_worker_count()
+    if workers == 1:
+        return
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "gunicorn runs %s workers without a metrics directory (%s is not set): each worker counts "
+        "alone and /metrics shows whichever answers. Start gunicorn from the repository root so it "
+        "reads gunicorn.conf.py (or run one worker).",
+        workers if workers is not None else "possibly several",
+        MULTIPROC_ENV,
+    )

@@ -4,6 +4,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 # Views are included by dotted path: config imports nothing from core or the apps.
+# The admin says whose it is (Django's default is "Django administration").
+admin.site.site_header = "Order service"
+admin.site.site_title = "Order service admin"
+admin.site.index_title = "Operations"
+
 api_v1: list[URLPattern | URLResolver] = [
     path("auth/token/", obtain_auth_token, name="auth-token"),
     path("", include("inventory.urls")),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -38,22 +38,41 @@ def reading_cache_key(key: str) -> str:
     return f"operations:{key}"
 
 
-def cached_reading(key: str, read: Callable[[], T], *, seconds: int = CACHE_SECONDS) -> T:
-    """``read()``, shared through the cache for ``seconds``; read directly when Redis is down."""
+def cached_reading(
+    key: str,
+    read: Callable[[], T],
+    *,
+    to_json: Callable[[T], Any],
+    from_json: Callable[[Any], T],
+    seconds: int = CACHE_SECONDS,
+) -> T:
+    """``read()``, shared through the cache for ``seconds``; read directly when Redis is down.
+
+    The cache keeps JSON only (never pickle, see ``CACHES``): ``to_json`` turns the reading into
+    JSON types and ``from_json`` turns them back into an equal reading.
+    """
     cache_key = reading_cache_key(key)
     try:
-        value = cache.get(cache_key)
+        cached = cache.get(cache_key)
     except Exception:  # Redis is only an accelerator
         logger.warning("Cache unavailable for operations reading %s", key, exc_info=True)
         return read()
-    if value is not None:
-        return value
+    if cached is not None:
+        return from_json(cached)
     value = read()
     try:
-        cache.set(cache_key, value, seconds)
+        cache.set(cache_key, to_json(value), seconds)
     except Exception:
         logger.warning("Cache unavailable for operations reading %s", key, exc_info=True)
     return value
+
+
+def datetime_to_json(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def datetime_from_json(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 @dataclass(frozen=True)
@@ -95,7 +114,12 @@ def _read_queue_depths() -> list[QueueDepth]:
 
 def queue_depths() -> list[QueueDepth]:
     """Ready messages and consumers of every work queue and dead-letter queue, from RabbitMQ."""
-    return cached_reading("queue_depths", _read_queue_depths)
+    return cached_reading(
+        "queue_depths",
+        _read_queue_depths,
+        to_json=lambda depths: [asdict(depth) for depth in depths],
+        from_json=lambda rows: [QueueDepth(**row) for row in rows],
+    )
 
 
 @dataclass(frozen=True)
@@ -119,4 +143,9 @@ def _read_outbox_backlog() -> OutboxBacklog:
 
 def outbox_backlog() -> OutboxBacklog:
     """Outbox rows not yet published, and when the oldest of them was written."""
-    return cached_reading("outbox_backlog", _read_outbox_backlog)
+    return cached_reading(
+        "outbox_backlog",
+        _read_outbox_backlog,
+        to_json=lambda backlog: [backlog.unpublished, datetime_to_json(backlog.oldest_created_at)],
+        from_json=lambda row: OutboxBacklog(row[0], datetime_from_json(row[1])),
+    )

@@ -10,7 +10,7 @@ from django.db.models import Count, Min, QuerySet, Sum
 from django.utils import timezone
 
 from core.errors import NotFound
-from core.readings import cached_reading
+from core.readings import cached_reading, datetime_from_json, datetime_to_json
 from inventory.models import Product
 from orders.error_codes import OrderErrorCode
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
@@ -94,7 +94,12 @@ def _read_order_desk_stats() -> OrderDeskStats:
 
 def order_desk_stats() -> OrderDeskStats:
     """Staff-only figures for the admin dashboard and the metrics gauges, cached a few seconds."""
-    return cached_reading("order_desk_stats", _read_order_desk_stats)
+    return cached_reading(
+        "order_desk_stats",
+        _read_order_desk_stats,
+        to_json=lambda s: [s.per_status, s.created_last_hour, datetime_to_json(s.oldest_pending_created_at)],
+        from_json=lambda row: OrderDeskStats(row[0], row[1], datetime_from_json(row[2])),
+    )
 
 
 def stock_claim_discrepancies() -> list[tuple[str, int, int]]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create the virtualenv (.venv, Python 3.11), install requirements.txt when it changed, and make
-# the services ready. Sourced by run.sh and test.sh; safe to run again and again.
+# Create the virtualenv (.venv, Python 3.11), install requirements-dev.lock (production's packages
+# and the development and test tools, every one pinned and checked against its hash) when it
+# changed, and make the services ready. Sourced by run.sh and test.sh; safe to run again and again.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -30,11 +31,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.requirements.sha256
-wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+wanted=$(sha256sum requirements-dev.lock | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-    say "installing Python dependencies"
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -r requirements.txt
+    say "installing Python dependencies (requirements-dev.lock)"
+    # --require-hashes: a package whose file is not the one locked is refused, not installed.
+    .venv/bin/python -m pip install --quiet --require-hashes -r requirements-dev.lock
     echo "$wanted" > "$stamp"
 fi
 

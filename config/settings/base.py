@@ -72,7 +72,13 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/orders"),
+    # django-prometheus's wrapper of Django's PostgreSQL backend (psycopg 3): counts connections,
+    # queries and errors for /metrics (django_db_*); otherwise it is Django's own backend.
+    "default": env.db_url(
+        "DATABASE_URL",
+        default="postgres://postgres@127.0.0.1:5432/orders",
+        engine="django_prometheus.db.backends.postgresql",
+    ),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -81,16 +87,25 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# redis://, or rediss:// for TLS; a password as redis://:PASSWORD@host:6379/0 (or
+# redis://USER:PASSWORD@... with Redis ACLs). See docs/operations.md.
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        # django-redis (its client and connection pool), through django-prometheus's subclass
+        # that counts gets, hits, misses and failures for /metrics (django_cache_*).
+        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "orders",
         "OPTIONS": {
-            # Redis is only an accelerator: never let a dead Redis hold a request for long.
-            "socket_connect_timeout": 0.5,
-            "socket_timeout": 0.5,
+            # JSON, never pickle: a value read back from Redis is data, not code to run, whoever
+            # managed to write it. Only JSON types can be cached (see core/readings.py).
+            "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+            # Redis is only an accelerator: never let a dead Redis hold a request for long. Its
+            # errors still reach the caller, which carries on without the cache (never silenced
+            # here: a throttle or a reading must know it got nothing).
+            "SOCKET_CONNECT_TIMEOUT": 0.5,
+            "SOCKET_TIMEOUT": 0.5,
         },
     }
 }
@@ -328,3 +343,16 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 DRF_STANDARDIZED_ERRORS["EXCEPTION_HANDLER_CLASS"] = "core.errors.ApiExceptionHandler"
+
+# --- Error reporting (config/sentry.py): Sentry when SENTRY_DSN is set, nothing otherwise -----
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from config.sentry import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        # By default the settings' name: production, local, test.
+        environment=env("SENTRY_ENVIRONMENT", default=env("DJANGO_SETTINGS_MODULE", default="").rpartition(".")[2]),
+        release=env("SENTRY_RELEASE", default=None),
+        send_default_pii=env.bool("SENTRY_SEND_DEFAULT_PII", default=False),
+    )

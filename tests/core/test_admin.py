@@ -233,3 +233,13 @@ def test_the_dead_letter_page_says_unavailable_when_rabbitmq_is_down(admin_clien
 
     assert response.status_code == 200
     assert b'id="dead-letters-unavailable"' in response.content
+
+
+def test_the_admin_is_branded_as_the_order_service(client):
+    response = client.get("/admin/login/")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "<title>Log in | Order service admin</title>" in page
+    assert ">Order service</a>" in page
+    assert "Django administration" not in page

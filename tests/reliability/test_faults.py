@@ -112,6 +112,26 @@ def test_kill_9_of_a_pool_process_and_of_a_worker_during_hundreds_of_orders(stac
     assert figures["stock"]["SCARCE"] == 50  # every scarce unit was reserved, then expired back
 
 
+def readiness(stack: Stack) -> tuple[int, dict, float]:
+    """What ``/readyz`` answers: status code, body, and seconds it took."""
+    assert stack.web is not None
+    started = time.monotonic()
+    response = httpx.get(f"{stack.web.base_url}/readyz", timeout=HTTP_TIMEOUT)
+    return response.status_code, response.json(), time.monotonic() - started
+
+
+def await_readiness(stack: Stack, status: str) -> tuple[int, dict, float]:
+    """Probe until ``/readyz`` reports ``status`` (each web process keeps a reading about a second)."""
+    answers: list[tuple[int, dict, float]] = []
+
+    def reports() -> bool:
+        answers.append(readiness(stack))
+        return answers[-1][1]["status"] == status
+
+    wait_until(reports, timeout=30, interval=0.2, message=f"/readyz to report {status}")
+    return answers[-1]
+
+
 def test_a_rabbitmq_restart_during_a_steady_stream_of_orders(stack: Stack):
     # given orders arriving steadily, ten a second
     with OrderStream(stack) as stream:
@@ -119,12 +139,18 @@ def test_a_rabbitmq_restart_during_a_steady_stream_of_orders(stack: Stack):
         # when RabbitMQ stops for 5 seconds (every connection closed, new ones refused), then starts again
         stack.rabbitmq.stop_app()
         during = len(stream.answers)
+        # then the web process stays ready (the outbox keeps the orders): 200, degraded, naming RabbitMQ
+        code, body, took = await_readiness(stack, "degraded")
         time.sleep(5)
         stack.rabbitmq.start_app()
         during = len(stream.answers) - during
+        ok_again = await_readiness(stack, "ok")
         time.sleep(3)
 
-    # then the API kept answering 202, and every order settles once the broker is back
+    assert (code, body["down"], body["checks"]["rabbitmq"]["status"]) == (200, ["rabbitmq"], "unavailable"), body
+    assert took < 2.0, took  # within the second /readyz promises, with room for a loaded machine
+    assert ok_again[0] == 200
+    # and the API kept answering 202, and every order settles once the broker is back
     assert codes(stream.answers) == {202: len(stream.answers)}, codes(stream.answers)
     waited = stack.settle()
     assert_invariants(stack, "RabbitMQ restart")
@@ -139,8 +165,11 @@ def test_postgresql_stopped_for_10_seconds(stack: Stack):
         # when PostgreSQL stops (connections closed, new ones refused) for 10 seconds
         stack.postgres.stop()
         before = len(stream.answers)
+        # then the web process is not ready: 503, unavailable, naming PostgreSQL
+        not_ready = await_readiness(stack, "unavailable")
         time.sleep(10)
         stack.postgres.start()
+        ready_again = await_readiness(stack, "ok")
         down = stream.answers[before:]
         # then the API comes back by itself: orders are accepted again, with no restart of anything
         back = time.monotonic()
@@ -148,6 +177,10 @@ def test_postgresql_stopped_for_10_seconds(stack: Stack):
         recovered_in = time.monotonic() - back
         time.sleep(2)
 
+    code, body, took = not_ready
+    assert (code, body["down"], body["checks"]["postgresql"]["status"]) == (503, ["postgresql"], "unavailable"), body
+    assert took < 2.0, took
+    assert ready_again[0] == 200
     # and every answer was a 202, or a 503 in the API's JSON error shape: never a 500, never HTML
     answers = stream.answers
     assert set(codes(answers)) <= {202, 503}, codes(answers)
