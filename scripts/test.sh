@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up and run the whole test suite: lint, format, types, alert rules, tests.
+# Set everything up and run the whole test suite: lint, format, types, alert rules, systemd units,
+# tests.
 # Extra arguments go to pytest (for example: bash scripts/test.sh -k idempotency).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,5 +27,7 @@ elif [ "$status" -eq 3 ]; then
 else
     exit "$status"
 fi
+say "systemd-analyze verify deploy/systemd"
+bash scripts/systemd_verify.sh
 say "pytest"
 pytest "$@"

@@ -161,3 +161,13 @@ def no_publishing_outside_flow_tests(request: pytest.FixtureRequest, monkeypatch
     """
     if request.node.get_closest_marker("flow") is None:
         monkeypatch.setattr("core.outbox._publish_after_commit", lambda messages: None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def readiness_connections_closed(django_db_setup: None) -> Iterator[None]:
+    """A /readyz answered in this process leaves its checks' connections open (that is their
+    point); close them before the test database is dropped, which open connections prevent."""
+    yield
+    from core.health import readiness_reset
+
+    readiness_reset()

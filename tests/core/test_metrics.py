@@ -41,6 +41,26 @@ def test_metrics_are_prometheus_text_with_the_scrape_time_gauges(client):
 
 
 @pytest.mark.django_db
+def test_database_and_cache_calls_are_counted_by_django_prometheus(client):
+    # given queries through the database wrapper and reads through the django-redis cache
+    from django.core.cache import cache
+
+    queries = value("django_db_execute_total", alias="default", vendor="postgresql")
+    gets = value("django_cache_get_total", backend="redis")
+    Product.objects.count()
+    cache.set("metrics-probe", {"n": 1}, 5)
+    assert cache.get("metrics-probe") == {"n": 1}
+    cache.get("metrics-absent")
+
+    # then /metrics shows them
+    text = client.get("/metrics").content.decode()
+    assert (sample(text, "django_db_execute_total", alias="default", vendor="postgresql") or 0) > queries
+    assert (sample(text, "django_cache_get_total", backend="redis") or 0) >= gets + 2
+    assert (sample(text, "django_cache_get_hits_total", backend="redis") or 0) >= 1
+    assert (sample(text, "django_cache_get_misses_total", backend="redis") or 0) >= 1
+
+
+@pytest.mark.django_db
 def test_metrics_answer_without_the_readings_that_fail(client, monkeypatch):
     # given RabbitMQ unreachable and the order figures failing
     monkeypatch.setattr(
