@@ -94,5 +94,12 @@ class OrderDeskCollector(Collector):
             "Age of the oldest order still pending (waiting for its stock reservation); 0 when none.",
         )
         oldest.add_metric([], stats.oldest_pending_age_seconds)
+        overdue = GaugeMetricFamily(
+            f"{NAMESPACE}_most_overdue_reserved_order_seconds",
+            "How long the reserved order most past its payment deadline has been overdue; 0 when none. "
+            "The expiry sweep on beat closes overdue orders within seconds.",
+        )
+        overdue.add_metric([], stats.most_overdue_seconds)
         yield per_status
         yield oldest
+        yield overdue

@@ -75,12 +75,21 @@ class OrderDeskStats:
     per_status: dict[str, int]  # every status, zero included
     created_last_hour: int
     oldest_pending_created_at: datetime | None
+    # The payment deadline of the reserved order most past it: the expiry sweep (on beat, every
+    # few seconds) closes such orders, so one long past its deadline means beat is not running.
+    most_overdue_expires_at: datetime | None = None
 
     @property
     def oldest_pending_age_seconds(self) -> float:
         if self.oldest_pending_created_at is None:
             return 0.0
         return max(0.0, (timezone.now() - self.oldest_pending_created_at).total_seconds())
+
+    @property
+    def most_overdue_seconds(self) -> float:
+        if self.most_overdue_expires_at is None:
+            return 0.0
+        return max(0.0, (timezone.now() - self.most_overdue_expires_at).total_seconds())
 
 
 def _read_order_desk_stats() -> OrderDeskStats:
@@ -89,7 +98,11 @@ def _read_order_desk_stats() -> OrderDeskStats:
     per_status = {status.value: counts.get(status.value, 0) for status in OrderStatus}
     last_hour = Order.objects.filter(created_at__gte=timezone.now() - timedelta(hours=1)).count()
     oldest_pending = Order.objects.filter(status=OrderStatus.PENDING).aggregate(oldest=Min("created_at"))["oldest"]
-    return OrderDeskStats(per_status, last_hour, oldest_pending)
+    # The partial index on reserved orders' deadlines: the first entry.
+    overdue = Order.objects.filter(status=OrderStatus.RESERVED).aggregate(first=Min("expires_at"))["first"]
+    if overdue is not None and overdue > timezone.now():
+        overdue = None
+    return OrderDeskStats(per_status, last_hour, oldest_pending, overdue)
 
 
 def order_desk_stats() -> OrderDeskStats:
@@ -97,8 +110,13 @@ def order_desk_stats() -> OrderDeskStats:
     return cached_reading(
         "order_desk_stats",
         _read_order_desk_stats,
-        to_json=lambda s: [s.per_status, s.created_last_hour, datetime_to_json(s.oldest_pending_created_at)],
-        from_json=lambda row: OrderDeskStats(row[0], row[1], datetime_from_json(row[2])),
+        to_json=lambda s: [
+            s.per_status,
+            s.created_last_hour,
+            datetime_to_json(s.oldest_pending_created_at),
+            datetime_to_json(s.most_overdue_expires_at),
+        ],
+        from_json=lambda row: OrderDeskStats(row[0], row[1], datetime_from_json(row[2]), datetime_from_json(row[3])),
     )
 
 

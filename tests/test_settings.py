@@ -1,6 +1,7 @@
 """Production settings: refuse to start without secrets, and pass Django's deployment checks."""
 
 import secrets
+import socket
 import subprocess
 import sys
 
@@ -44,3 +45,17 @@ def test_check_deploy_is_clean_under_production_settings():
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_production_answers_to_its_own_address_for_probes_and_scrapes():
+    # Prometheus sends the target's address (a pod IP) as Host; it must not be refused with 400
+    env = {**PRODUCTION_ENV, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
+    code = "from django.conf import settings; import socket; print(settings.ALLOWED_HOSTS)"
+
+    result = run_manage("shell", "--no-imports", "-c", code, env=env)
+
+    assert result.returncode == 0, result.stderr
+    hosts = eval(result.stdout)  # noqa: S307 (a list printed by the test's own process)
+    assert hosts[0] == "orders.example.com"
+    assert socket.gethostname() in hosts
+    assert "*" not in hosts

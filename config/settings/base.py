@@ -316,6 +316,7 @@ METRICS_COLLECTORS = [
     "core.gauges.QueueDepthCollector",
     "core.gauges.OutboxCollector",
     "orders.metrics.OrderDeskCollector",
+    "inventory.metrics.StockLedgerCollector",
 ]
 # The worker's own endpoint: a port, or a range of which each worker takes the first free port
 # (several workers on one host); empty: no endpoint.
@@ -324,6 +325,7 @@ WORKER_METRICS_ADDRESS = env("WORKER_METRICS_ADDRESS", default="127.0.0.1")
 
 # --- Beat: periodic work. Every task here is safe to run twice at once (two beats). --------
 OUTBOX_RELAY_SECONDS = env.float("OUTBOX_RELAY_SECONDS", default=5)
+STOCK_RECONCILE_SECONDS = env.int("STOCK_RECONCILE_SECONDS", default=600)
 CELERY_BEAT_SCHEDULE = {
     "outbox-relay": {
         "task": "core.tasks.outbox_relay_task",
@@ -340,6 +342,13 @@ CELERY_BEAT_SCHEDULE = {
     "outbox-prune": {
         "task": "core.tasks.outbox_prune_task",
         "schedule": 3600.0,
+    },
+    # The ledger check of `reconcile_stock`, exported as a metric (inventory/reconciliation.py).
+    # To the orders queue, with the other periodic work: never in the way of a reservation.
+    "stock-reconcile": {
+        "task": "inventory.tasks.stock_reconcile_task",
+        "schedule": STOCK_RECONCILE_SECONDS,
+        "options": {"queue": "orders", "routing_key": "orders"},
     },
 }
 DRF_STANDARDIZED_ERRORS["EXCEPTION_HANDLER_CLASS"] = "core.errors.ApiExceptionHandler"

@@ -5,6 +5,8 @@ Importing this module without ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS`` or
 ``ImproperlyConfigured``, so a misconfigured process refuses to start.
 """
 
+import socket
+
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
@@ -16,6 +18,21 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET")
 if not SECRET_KEY or not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS must be set in production")
+
+
+def own_addresses() -> list[str]:
+    """This machine's own name and addresses (a pod's name and IP, a host's name)."""
+    try:
+        name, aliases, addresses = socket.gethostbyname_ex(socket.gethostname())
+    except OSError:
+        return [socket.gethostname()]
+    return [name, *aliases, *addresses]
+
+
+# Prometheus scrapes, and orchestrators probe, each process at its own address and send that
+# address as the Host header (Prometheus can send no other): answer to it as well, or they get
+# 400. Only what can reach the process directly, not through the load balancer, can use it.
+ALLOWED_HOSTS = [*ALLOWED_HOSTS, *own_addresses()]
 # Merchant webhook URLs are chosen by API users: reaching loopback or private addresses from the
 # worker would let them probe the internal network.
 if env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False):
