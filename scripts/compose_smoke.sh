@@ -167,7 +167,7 @@ staff_password=$(random)
 customer_password=$(random)
 podman exec -e DJANGO_SUPERUSER_PASSWORD="$staff_password" "${project}_web_1" \
     python manage.py createsuperuser --no-input --username admin --email admin@example.com >/dev/null
-podman exec -e CUSTOMER_PASSWORD="$customer_password" "${project}_web_1" python manage.py shell -c \
+podman exec -e CUSTOMER_PASSWORD="$customer_password" "${project}_web_1" python manage.py shell --no-imports -c \
     "import os; from django.contrib.auth.models import User; User.objects.create_user('customer', 'customer@example.com', os.environ['CUSTOMER_PASSWORD'])"
 
 API="http://127.0.0.1:$web_port" STAFF_PASSWORD="$staff_password" CUSTOMER_PASSWORD="$customer_password" python3 - <<'EOF'

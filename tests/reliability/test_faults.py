@@ -154,8 +154,9 @@ def test_a_rabbitmq_restart_during_a_steady_stream_of_orders(stack: Stack):
     assert codes(stream.answers) == {202: len(stream.answers)}, codes(stream.answers)
     waited = stack.settle()
     assert_invariants(stack, "RabbitMQ restart")
-    logger.warning("RabbitMQ restart: %d orders, %d while it was down; settled %.1fs after",
-                   len(stream.answers), during, waited)  # fmt: skip
+    logger.warning("RabbitMQ restart: %d orders, %d while it was down; settled %.1fs after; /readyz while down: "
+                   "%d %s down=%s in %.3fs", len(stream.answers), during, waited, code, body["status"], body["down"],
+                   took)  # fmt: skip
 
 
 def test_postgresql_stopped_for_10_seconds(stack: Stack):
@@ -195,7 +196,8 @@ def test_postgresql_stopped_for_10_seconds(stack: Stack):
     accept_resends_caused_by_the_fault(stack, at_most=WORKER_TASKS_AT_ONCE)
     assert_invariants(stack, "PostgreSQL stop")
     logger.warning("PostgreSQL stop: answers %s (%s while down); accepting again %.1fs after the restart; "
-                   "settled %.1fs after", dict(codes(answers)), dict(codes(down)), recovered_in, waited)  # fmt: skip
+                   "settled %.1fs after; /readyz while down: %d %s down=%s in %.3fs", dict(codes(answers)),
+                   dict(codes(down)), recovered_in, waited, code, body["status"], body["down"], took)  # fmt: skip
 
 
 def test_orders_are_accepted_and_processed_while_redis_is_down(stack: Stack):
