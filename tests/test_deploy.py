@@ -140,10 +140,15 @@ def test_the_build_context_leaves_out_local_environments_and_secrets():
 
 
 @pytest.mark.django_db
-def test_the_images_steps_run_in_a_throwaway_virtualenv_and_its_command_serves():
-    # every RUN of the Dockerfile, then its CMD, answering /healthz and /readyz (a minute or so)
+def test_the_images_steps_run_in_a_throwaway_virtualenv_and_its_command_serves(service_env):
+    # every RUN of the Dockerfile, then its CMD (against the test database and services),
+    # answering /healthz and /readyz: half a minute or so
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "image_steps.py")], capture_output=True, text=True, timeout=600
+        [sys.executable, str(ROOT / "scripts" / "image_steps.py")],
+        env=service_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -140,14 +140,14 @@ def test_a_rabbitmq_restart_during_a_steady_stream_of_orders(stack: Stack):
         stack.rabbitmq.stop_app()
         during = len(stream.answers)
         # then the web process stays ready (the outbox keeps the orders): 200, degraded, naming RabbitMQ
-        code, body, took = await_readiness(stack, "degraded")
+        code, ready, took = await_readiness(stack, "degraded")
         time.sleep(5)
         stack.rabbitmq.start_app()
         during = len(stream.answers) - during
         ok_again = await_readiness(stack, "ok")
         time.sleep(3)
 
-    assert (code, body["down"], body["checks"]["rabbitmq"]["status"]) == (200, ["rabbitmq"], "unavailable"), body
+    assert (code, ready["down"], ready["checks"]["rabbitmq"]["status"]) == (200, ["rabbitmq"], "unavailable"), ready
     assert took < 2.0, took  # within the second /readyz promises, with room for a loaded machine
     assert ok_again[0] == 200
     # and the API kept answering 202, and every order settles once the broker is back
@@ -155,7 +155,7 @@ def test_a_rabbitmq_restart_during_a_steady_stream_of_orders(stack: Stack):
     waited = stack.settle()
     assert_invariants(stack, "RabbitMQ restart")
     logger.warning("RabbitMQ restart: %d orders, %d while it was down; settled %.1fs after; /readyz while down: "
-                   "%d %s down=%s in %.3fs", len(stream.answers), during, waited, code, body["status"], body["down"],
+                   "%d %s down=%s in %.3fs", len(stream.answers), during, waited, code, ready["status"], ready["down"],
                    took)  # fmt: skip
 
 
@@ -178,8 +178,8 @@ def test_postgresql_stopped_for_10_seconds(stack: Stack):
         recovered_in = time.monotonic() - back
         time.sleep(2)
 
-    code, body, took = not_ready
-    assert (code, body["down"], body["checks"]["postgresql"]["status"]) == (503, ["postgresql"], "unavailable"), body
+    code, ready, took = not_ready
+    assert (code, ready["down"], ready["checks"]["postgresql"]["status"]) == (503, ["postgresql"], "unavailable"), ready
     assert took < 2.0, took
     assert ready_again[0] == 200
     # and every answer was a 202, or a 503 in the API's JSON error shape: never a 500, never HTML
@@ -197,7 +197,7 @@ def test_postgresql_stopped_for_10_seconds(stack: Stack):
     assert_invariants(stack, "PostgreSQL stop")
     logger.warning("PostgreSQL stop: answers %s (%s while down); accepting again %.1fs after the restart; "
                    "settled %.1fs after; /readyz while down: %d %s down=%s in %.3fs", dict(codes(answers)),
-                   dict(codes(down)), recovered_in, waited, code, body["status"], body["down"], took)  # fmt: skip
+                   dict(codes(down)), recovered_in, waited, code, ready["status"], ready["down"], took)  # fmt: skip
 
 
 def test_orders_are_accepted_and_processed_while_redis_is_down(stack: Stack):
