@@ -15,7 +15,6 @@ from core.models import OutboxMessage
 from core.readings import outbox_backlog, queue_depths, reading_cache_key
 from orders.selectors import order_desk_stats
 from tests.factories import UserFactory, make_product
-from tests.orders.test_api import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +33,7 @@ def empty_cache():
 
 
 @pytest.fixture
-def some_orders():
+def some_orders(client_for):
     # a pending order (so the oldest pending time is a datetime, not None) and its outbox rows
     product = make_product(stock=10)
     response = client_for(UserFactory()).post(

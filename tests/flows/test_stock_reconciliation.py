@@ -6,7 +6,7 @@ from django.core.cache import cache
 
 from config.celery_app import app
 from inventory.models import Product
-from tests.flows.support import make_product
+from tests.factories import make_product
 from tests.metrics import sample
 from tests.processes import wait_until
 

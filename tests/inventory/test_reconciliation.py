@@ -10,8 +10,8 @@ from django.utils import timezone
 from inventory.models import Product
 from inventory.reconciliation import stock_reconcile
 from orders.models import OrderStatus
-from tests.factories import bulk_orders
-from tests.flows.support import make_product, user_with_token
+from tests.factories import bulk_orders, make_product
+from tests.flows.support import user_with_token
 from tests.metrics import sample
 
 pytestmark = pytest.mark.django_db
