@@ -88,7 +88,7 @@ def next_retry_in(*, verdict: Verdict, attempt: int) -> int | None:
 
 class Outcome(enum.StrEnum):
     SENT = "sent"
-    SKIPPED = "skipped"  # already sent (or being sent by another worker, no retry left): nothing to do
+    SKIPPED = "skipped"  # nothing to send (already sent, or its endpoint deactivated)
     RETRY = "retry"  # failed, or being sent by another worker; the task retries after ``retry_in`` seconds
     GAVE_UP = "gave_up"  # failed for good; the task raises so its message is dead-lettered
 
@@ -141,15 +141,16 @@ def attempt_settle(*, channel: Channel, verdict: Verdict, attempt: int, error: s
     return Settlement(result, _STATUS_AFTER[channel][result.outcome], next_attempt_at)
 
 
-def busy_result(*, attempt: int, what: str) -> SendResult:
-    """What to do when another worker holds the send lock: try again later.
+def busy_result(*, what: str) -> SendResult:
+    """What to do when another attempt holds the send lease: try again once that lease is over.
 
-    Leaving the notification to that worker is not enough: if it dies before recording its
+    Leaving the notification to the holder is not enough: if it died before recording its
     attempt (a killed pool process), this message, already acknowledged, would have been the
-    last one. The retry finds the notification sent and does nothing, or sends it.
+    last one. By the retry the lease was released (the retry finds the notification sent and
+    does nothing) or has expired (the retry takes it over and sends). It is retried whatever
+    attempt this is: waiting for a lease is not a failed attempt, and giving up here could leave
+    the notification to a holder that is gone.
     """
-    detail = f"another worker is sending this {what}"
-    retry_in = next_retry_in(verdict=Verdict.RETRY, attempt=attempt)
-    if retry_in is None:
-        return SendResult(Outcome.SKIPPED, detail)
-    return SendResult(Outcome.RETRY, detail, retry_in=retry_in)
+    return SendResult(
+        Outcome.RETRY, f"another worker is sending this {what}", retry_in=settings.NOTIFY_SEND_LEASE_SECONDS
+    )

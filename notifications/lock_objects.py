@@ -1,54 +1,70 @@
 """Every lock the notifications app takes, taken one way.
 
-Sending is guarded by ``send_lock``, a PostgreSQL *session* advisory lock held for the whole
-attempt, including the HTTP request or SMTP conversation, which run outside any transaction
-(nothing leaves the process inside one). Two copies of one task message (a redelivery, a replay
-racing a retry) cannot send the same notification at the same time; the second does not send
-and its task tries again later (``busy_result``). If the worker dies, its database connection
-closes and PostgreSQL releases the lock, and that retry sends what it left unsent.
+Sending is guarded by ``send_lock``: a lease, one row per notification being sent, taken and
+released by single statements in autocommit. It holds no database session or transaction open
+across the HTTP request or SMTP conversation, so it works behind PgBouncer in transaction
+pooling (a session-level advisory lock would be taken on one server connection and released on
+another, or seen as held by whichever client was given that connection next), and a slow
+receiver never pins a pooled connection. Two copies of one task message (a redelivery, a replay
+racing a retry, a message returned by a broker node that went down while its worker still runs
+it) cannot send the same notification at the same time: the second finds the lease held and
+tries again once it must have ended (``busy_result``).
+
+A worker killed mid-send leaves its lease behind; it expires ``NOTIFY_SEND_LEASE_SECONDS`` after
+it was taken, and the retry of the redelivered message takes it over and sends what was left
+unsent. The lease must outlast any one attempt (keep it above the send tasks' time limit), or a
+second copy could send while the first still does. Expiry is judged by the database's clock,
+never a worker's.
 
 Under it the sender reads the notification, checks that it was not sent already, sends, and
-writes the outcome, without a row lock: only the holder of the send lock writes a
-notification's attempts, and the other writer, a resend (under the row lock, below), never
-touches one that was sent. So a notification already sent is never sent again.
+writes the outcome, without a row lock: only the holder of the lease writes a notification's
+attempts, and the other writer, a resend (under the row lock, below), never touches one that
+was sent. So a notification already sent is never sent again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 
-from notifications.models import EmailNotification, WebhookDelivery
+from notifications.models import EmailNotification, SendLease, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
-
-def _advisory_key(kind: str, object_id: int) -> int:
-    digest = hashlib.sha256(f"notifications:{kind}:{object_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+_TABLE = SendLease._meta.db_table
+# One statement: insert the lease, or take over one that has expired; nothing returned when a
+# live lease is held. Concurrent takers serialise on the unique (kind, object_id) row.
+_TAKE_SQL = f"""
+    INSERT INTO {_TABLE} (kind, object_id, holder, expires_at)
+    VALUES (%s, %s, %s, statement_timestamp() + make_interval(secs => %s))
+    ON CONFLICT (kind, object_id) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+    WHERE {_TABLE}.expires_at <= statement_timestamp()
+    RETURNING holder
+"""  # noqa: S608 - the table name is the model's, the values are parameters
+_RELEASE_SQL = f"DELETE FROM {_TABLE} WHERE kind = %s AND object_id = %s AND holder = %s"  # noqa: S608
 
 
 @contextmanager
 def send_lock(*, kind: str, object_id: int) -> Iterator[bool]:
-    """Try to take the send lock of one notification; yields whether it was taken (no waiting)."""
-    key = _advisory_key(kind, object_id)
+    """Try to take the send lease of one notification; yields whether it was taken (no waiting)."""
+    holder = uuid.uuid4()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        row = cursor.fetchone()
-    acquired = bool(row and row[0])
+        cursor.execute(_TAKE_SQL, [kind, object_id, holder, settings.NOTIFY_SEND_LEASE_SECONDS])
+        acquired = cursor.fetchone() is not None
     try:
         yield acquired
     finally:
         if acquired:
             try:
                 with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-            except DatabaseError:  # the connection is gone, and the lock with it
-                logger.warning("Could not release the send lock of %s %s", kind, object_id, exc_info=True)
+                    cursor.execute(_RELEASE_SQL, [kind, object_id, holder])
+            except DatabaseError:  # it expires by itself
+                logger.warning("Could not release the send lease of %s %s", kind, object_id, exc_info=True)
 
 
 def webhook_delivery_lock(*, delivery_id: int) -> WebhookDelivery:

@@ -171,3 +171,20 @@ class EmailNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_id} to {self.recipient} ({self.status})"
+
+
+class SendLease(models.Model):
+    """Who is sending one notification right now, and until when (notifications/lock_objects.py)."""
+
+    kind = models.CharField(max_length=32)  # which notification table
+    object_id = models.BigIntegerField()
+    holder = models.UUIDField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "object_id"], name="send_lease_unique_notification"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_id} until {self.expires_at}"

@@ -220,6 +220,10 @@ PAYMENT_WEBHOOK_SECRET = env(
 NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=8)
 NOTIFY_BACKOFF_BASE_SECONDS = env.float("NOTIFY_BACKOFF_BASE_SECONDS", default=2)
 NOTIFY_BACKOFF_MAX_SECONDS = env.float("NOTIFY_BACKOFF_MAX_SECONDS", default=600)
+# How long one attempt may hold a notification's send lease (notifications/lock_objects.py): longer
+# than any attempt can take, as a second copy may send once it has expired. Also how long a
+# notification whose worker was killed mid-send waits before it is sent again.
+NOTIFY_SEND_LEASE_SECONDS = env.int("NOTIFY_SEND_LEASE_SECONDS", default=120)
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 
 # --- E-mail -------------------------------------------------------------------------------

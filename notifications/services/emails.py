@@ -33,7 +33,7 @@ def email_notification_send(*, email_id: int, attempt: int) -> SendResult:
     """
     with send_lock(kind=SEND_LOCK_KIND, object_id=email_id) as acquired:
         if not acquired:
-            return busy_result(attempt=attempt, what="e-mail")
+            return busy_result(what="e-mail")
         notification = EmailNotification.objects.select_related("event").get(pk=email_id)
         log_context_bind_order(notification.event.order_id)
         if notification.status == EmailNotification.Status.SENT:

@@ -85,7 +85,7 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
     """
     with send_lock(kind=SEND_LOCK_KIND, object_id=delivery_id) as acquired:
         if not acquired:
-            return busy_result(attempt=attempt, what="delivery")
+            return busy_result(what="delivery")
         delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
         log_context_bind_order(delivery.event.order_id)
         if delivery.status == WebhookDelivery.Status.SUCCEEDED:

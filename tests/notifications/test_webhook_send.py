@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import socket
+import uuid
+from datetime import timedelta
 
 import pytest
-from django.db import connections
 from django.test import override_settings
+from django.utils import timezone
 
 from notifications import webhook_client
-from notifications.lock_objects import _advisory_key
-from notifications.models import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
+from notifications.models import DeliveryAttempt, SendLease, WebhookDelivery, WebhookEndpoint
 from notifications.services import Outcome, webhook_delivery_send
 from notifications.services.webhooks import SEND_LOCK_KIND
 from tests.notifications.factories import WebhookDeliveryFactory, WebhookEndpointFactory
@@ -163,22 +164,22 @@ def test_a_delivery_that_already_succeeded_is_not_sent_again(delivery, webhook_r
     assert DeliveryAttempt.objects.count() == 1
 
 
-def test_a_delivery_being_sent_by_another_worker_is_tried_again_later(delivery, webhook_receiver):
-    # given another worker holding the delivery's send lock
-    other = connections.create_connection("default")
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(%s)", [_advisory_key(SEND_LOCK_KIND, delivery.pk)])
+def test_a_delivery_being_sent_by_another_worker_is_tried_again_once_its_lease_is_over(
+    delivery, webhook_receiver, settings
+):
+    # given another worker holding the delivery's send lease
+    held_until = timezone.now() + timedelta(seconds=60)
+    SendLease.objects.create(kind=SEND_LOCK_KIND, object_id=delivery.pk, holder=uuid.uuid4(), expires_at=held_until)
 
-        # when the delivery is attempted here too
-        result = webhook_delivery_send(delivery_id=delivery.pk, attempt=1)
-    finally:
-        other.close()
+    # when the delivery is attempted here too, at its last attempt
+    result = webhook_delivery_send(delivery_id=delivery.pk, attempt=settings.NOTIFY_MAX_RETRIES)
 
-    # then this copy sends nothing now and retries later, in case that worker dies before recording
+    # then this copy sends nothing now and retries once the lease must be over (released, or
+    # expired if that worker died before recording), last attempt or not
     assert result.outcome is Outcome.RETRY
-    assert result.retry_in is not None
+    assert result.retry_in == settings.NOTIFY_SEND_LEASE_SECONDS
     assert webhook_receiver.requests == []
+    assert SendLease.objects.get().expires_at == held_until
 
 
 def test_a_deactivated_endpoint_is_not_sent_to(delivery, webhook_receiver):
