@@ -30,6 +30,9 @@ FLOW_WORKER_ENV = {
     "NOTIFY_MAX_RETRIES": "3",
     "NOTIFY_BACKOFF_BASE_SECONDS": "1",
     "NOTIFY_BACKOFF_MAX_SECONDS": "2",
+    # Sends to the suite's local receivers take milliseconds: a copy of a message whose worker was
+    # killed, or whose broker node went down, mid-send sends once this lease has run out.
+    "NOTIFY_SEND_LEASE_SECONDS": "10",
     "TEST_CELERY_IMPORTS": "tests.flows.poison_tasks",
     "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
 }

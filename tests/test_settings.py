@@ -1,5 +1,7 @@
-"""Production settings: refuse to start without secrets, and pass Django's deployment checks."""
+"""Production settings: refuse to start without secrets, pass Django's deployment checks, and
+keep nothing on a database session (PgBouncer in transaction pooling)."""
 
+import json
 import secrets
 import socket
 import subprocess
@@ -59,3 +61,23 @@ def test_production_answers_to_its_own_address_for_probes_and_scrapes():
     assert hosts[0] == "orders.example.com"
     assert socket.gethostname() in hosts
     assert "*" not in hosts
+
+
+# Database options that tie state to a database session, which PgBouncer's transaction pooling
+# hands to another client after each transaction.
+SESSION_BOUND_OPTIONS = ("pool", "server_side_binding", "prepare_threshold", "assume_role")
+
+
+def test_production_keeps_nothing_on_a_database_session():
+    env = {**PRODUCTION_ENV, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
+    code = (
+        "import json; from django.conf import settings; db = settings.DATABASES['default']; "
+        "print(json.dumps({'cursors_disabled': db['DISABLE_SERVER_SIDE_CURSORS'], 'options': sorted(db['OPTIONS'])}))"
+    )
+
+    result = run_manage("shell", "--no-imports", "-c", code, env=env)
+
+    assert result.returncode == 0, result.stderr
+    database = json.loads(result.stdout.strip().splitlines()[-1])
+    assert database["cursors_disabled"] is True
+    assert not set(database["options"]) & set(SESSION_BOUND_OPTIONS), database["options"]

@@ -85,6 +85,12 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {})
 # Fail fast when PostgreSQL is unreachable: the API answers 503 instead of hanging.
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
+# Nothing may depend on a database session, so that PgBouncer in transaction pooling mode can
+# sit in front of PostgreSQL: a server-side cursor of .iterator() outside a transaction would be
+# declared on one server connection and fetched from another. (Django already keeps psycopg from
+# preparing statements, and binds parameters on the client; "pool", "server_side_binding",
+# "prepare_threshold" and "assume_role" in OPTIONS would each tie state to a session.)
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # redis://, or rediss:// for TLS; a password as redis://:PASSWORD@host:6379/0 (or

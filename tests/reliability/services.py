@@ -10,6 +10,11 @@ against instances of its own, made here in a temporary directory and removed aft
   cookie (it shares epmd, the Erlang port mapper, with any other node of the machine), started
   from RabbitMQ's own scripts as the current user and driven with ``rabbitmqctl -n <node>``.
 - Redis: ``redis-server --port N`` without persistence.
+- PgBouncer (Debian's package) in transaction pooling mode, in front of any PostgreSQL: the
+  machine's shared one is fine, as PgBouncer only opens ordinary connections to it.
+
+A RabbitMQ cluster is three such nodes sharing one Erlang cookie, joined with ``rabbitmqctl
+join_cluster`` (:class:`RabbitMQCluster`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psycopg
 
@@ -36,6 +41,8 @@ RABBITMQ_BIN = Path(os.environ.get("RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 # A node boots in 5-15 s on a loaded two-core machine.
 RABBITMQ_START_SECONDS = 90.0
 PG_DIR_PREFIX = "orders-postgres-"
+PGBOUNCER = Path(os.environ.get("PGBOUNCER", "/usr/sbin/pgbouncer"))
+PGBOUNCER_DIR_PREFIX = "orders-pgbouncer-"
 
 
 def pid_alive(pid: int) -> bool:
@@ -276,3 +283,109 @@ class PrivateRedis:
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
+
+
+class PrivatePgBouncer:
+    """PgBouncer on 127.0.0.1:<port> in transaction pooling mode, in front of ``database`` on
+    ``upstream_host:upstream_port`` (user ``postgres``, trusted on loopback).
+
+    ``pool_size`` server connections at most are shared by every client: a client holds one only
+    for the length of a transaction, so anything a client leaves on a session (a session-level
+    advisory lock, a ``SET``, a prepared statement, a cursor kept open) is seen by the next one.
+    PgBouncer refuses to run as root: under root it runs as ``postgres``, from a directory of
+    its own under the system's temporary directory (a run that was killed leaves it behind; the
+    next run stops it and removes it, as :class:`PrivatePostgres` does).
+    """
+
+    def __init__(self, *, upstream_host: str, upstream_port: int, database: str, pool_size: int) -> None:
+        self._as_root = os.geteuid() == 0
+        self._remove_orphans()
+        self.dir = Path(tempfile.mkdtemp(prefix=PGBOUNCER_DIR_PREFIX))
+        (self.dir / "owner.pid").write_text(str(os.getpid()))
+        self.port = free_port()
+        self.database = database
+        self.pool_size = pool_size
+        self.upstream = f"host={upstream_host} port={upstream_port} dbname={database}"
+        self.log_path = self.dir / "pgbouncer.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _remove_orphans(self) -> None:
+        for orphan in Path(tempfile.gettempdir()).glob(f"{PGBOUNCER_DIR_PREFIX}*"):
+            if time.time() - orphan.stat().st_mtime < 60:  # another run may be making it right now
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                if pid_alive(int((orphan / "owner.pid").read_text())):
+                    continue
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int((orphan / "pgbouncer.pid").read_text()), signal.SIGKILL)
+            shutil.rmtree(orphan, ignore_errors=True)
+
+    def start(self) -> PrivatePgBouncer:
+        users = self.dir / "users.txt"
+        users.write_text('"postgres" ""\n')
+        config = self.dir / "pgbouncer.ini"
+        config.write_text(
+            f"""[databases]
+{self.database} = {self.upstream}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {users}
+admin_users = postgres
+pool_mode = transaction
+default_pool_size = {self.pool_size}
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = 200
+logfile = {self.log_path}
+pidfile = {self.dir / "pgbouncer.pid"}
+"""
+        )
+        if self._as_root:
+            owner = pwd.getpwnam("postgres")
+            for path in (self.dir, users, config):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+            # setpriv sets the parent-death signal after changing user, so it survives the change.
+            argv = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--pdeathsig", "TERM", "--"]
+        else:
+            argv = list(DIE_WITH_PARENT)
+        self.proc = subprocess.Popen(
+            [*argv, str(PGBOUNCER), str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_until(self._answers, timeout=30, message=f"PgBouncer on port {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"PgBouncer exited; see {self.log_path}")
+        with contextlib.suppress(psycopg.Error):
+            self.show("VERSION")
+            return True
+        return False
+
+    def show(self, what: str) -> list[dict[str, Any]]:
+        """``SHOW <what>`` on PgBouncer's admin console (``POOLS``, ``STATS``, ``SERVERS``, ...)."""
+        with psycopg.connect(self.url("pgbouncer"), autocommit=True, connect_timeout=5) as conn:
+            cursor = conn.execute(f"SHOW {what}")
+            names = [column.name for column in cursor.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def url(self, database: str | None = None) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database or self.database}"
+
+    def destroy(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
