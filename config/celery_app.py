@@ -9,17 +9,25 @@ named by dotted path: this module imports nothing from ``core`` or the apps.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 from celery import Celery, bootsteps, signals
+from celery.worker.consumer.delayed_delivery import DelayedDelivery
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
 
 from config import queues
 from config.metrics_dirs import metrics_dir_create, metrics_dir_remove
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+
+logger = logging.getLogger(__name__)
 
 
 def _started_as_worker() -> bool:
@@ -72,6 +80,29 @@ class DeclareDeadLetterTopology(bootsteps.StartStopStep):
 
 
 app.steps["consumer"].add(DeclareDeadLetterTopology)
+
+
+class FailoverDelayedDelivery(DelayedDelivery):
+    """Celery's native delayed delivery (retries with a countdown) set up once, through a
+    connection that fails over between the broker URLs. The worker's consumer (core/failures.py)
+    runs it in place of Celery's own step.
+
+    Celery's step sets it up on each URL of a failover list in turn, as if each named another
+    broker, and retries a node that is down for about 17 s before the worker consumes again: a
+    worker whose node died would stand still that long. The nodes of a cluster share exchanges
+    and queues, so one node that answers is enough.
+    """
+
+    def start(self, c: Any) -> None:
+        try:
+            with c.app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=max(len(connection.alt), 1))
+                queue_type = c.app.conf.broker_native_delayed_delivery_queue_type
+                declare_native_delayed_delivery_exchanges_and_queues(connection, queue_type)
+                for queue in c.app.amqp.queues.values():
+                    bind_queue_to_native_delayed_delivery_exchange(connection, queue)
+        except Exception as exc:  # declared by an earlier start, they are still there
+            logger.warning("Could not set up delayed delivery: %s", exc)
 
 
 app.conf.update(

@@ -90,6 +90,13 @@ class FailureRecordingTask(Task):
 class DeadLetteringConsumer(Consumer):
     """The worker's consumer (``worker_consumer``): an undecodable message is dead-lettered, not dropped."""
 
+    class Blueprint(Consumer.Blueprint):  # type: ignore[misc,valid-type]  # celery-types has no Blueprint
+        # Celery's delayed-delivery step, set up once through the failover URL (config/celery_app.py).
+        default_steps = [
+            "config.celery_app:FailoverDelayedDelivery" if step.endswith(":DelayedDelivery") else step
+            for step in Consumer.Blueprint.default_steps
+        ]
+
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         logger.error("Undecodable message dead-lettered (content type %r): %s", message.content_type, exc)
         message.reject(requeue=False)

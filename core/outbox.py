@@ -205,9 +205,11 @@ def _publish_after_commit(messages: list[OutboxMessage]) -> None:
         return
     try:
         with _after_commit_pool().acquire(block=True) as connection:
-            # One connection attempt: kombu would otherwise retry (re)connecting for up to ~6 s
-            # with a refused connection (celery/celery#6046), and the request would wait for it.
-            connection.ensure_connection(max_retries=0)
+            # One connection attempt per broker node: kombu would otherwise retry (re)connecting
+            # for up to ~6 s with a refused connection (celery/celery#6046), and the request would
+            # wait for it. With a cluster's failover URL a node that is down is skipped at once
+            # (kombu sleeps only after trying every node) and the next one is tried.
+            connection.ensure_connection(max_retries=max(len(connection.alt), 1) - 1)
             _publish_confirmed(messages, connection, timeout=AFTER_COMMIT_TIMEOUT_SECONDS)
     except Exception as exc:  # the relay publishes them later; the request must not fail
         _broker_unavailable_until = time.monotonic() + BROKER_BACKOFF_SECONDS

@@ -20,6 +20,7 @@ join_cluster`` (:class:`RabbitMQCluster`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -28,6 +29,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -137,15 +139,23 @@ class PrivatePostgres:
 
 
 class PrivateRabbitMQ:
-    """A RabbitMQ node of its own (``<name>@localhost``), guest/guest allowed from loopback."""
+    """A RabbitMQ node of its own (``<name>-<port>@localhost``), guest/guest allowed from loopback.
 
-    def __init__(self, base_dir: Path, *, name: str = "reliability") -> None:
-        self.dir = base_dir / "rabbitmq"
+    ``directory`` (under ``base_dir``) holds its data, logs and configuration; ``cookie`` is the
+    Erlang cookie it shares with the other nodes of its cluster (a random one of its own otherwise).
+    """
+
+    def __init__(
+        self, base_dir: Path, *, name: str = "reliability", directory: str = "rabbitmq", cookie: str | None = None
+    ) -> None:
+        self.dir = base_dir / directory
         self.port, self.dist_port = _free_port_pair()
         # Unique per run: two runs on one machine register different names with epmd.
         self.node = f"{name}-{self.port}@localhost"
+        self.cookie = cookie or secrets.token_hex(16).upper()
         self.log_path = self.dir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.vm_pid: int | None = None  # the Erlang VM's operating-system process, once running
         self._log: IO[bytes] | None = None
 
     @property
@@ -170,7 +180,7 @@ class PrivateRabbitMQ:
         for directory in (home, self.dir / "mnesia", self.dir / "log"):
             directory.mkdir(parents=True)
         cookie = home / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16).upper())
+        cookie.write_text(self.cookie)
         cookie.chmod(0o400)
         (self.dir / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq/rabbitmq-env.conf
         (self.dir / "rabbitmq.conf").write_text(
@@ -181,6 +191,11 @@ class PrivateRabbitMQ:
 
     def start(self) -> None:
         """Start the node (the Erlang VM and the broker) and wait until it takes connections."""
+        self.launch()
+        self.await_running()
+
+    def launch(self) -> None:
+        """Start the node without waiting for it (nodes of a cluster boot side by side)."""
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [*DIE_WITH_PARENT, str(RABBITMQ_BIN / "rabbitmq-server")],
@@ -190,9 +205,8 @@ class PrivateRabbitMQ:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._await_running()
 
-    def _await_running(self) -> None:
+    def await_running(self) -> None:
         def running() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -200,6 +214,12 @@ class PrivateRabbitMQ:
             return self.ctl_ok("await_startup", "--timeout", "5")
 
         wait_until(running, timeout=RABBITMQ_START_SECONDS, interval=1, message=f"RabbitMQ node {self.node}")
+        # rabbitmq-server is a shell script around the Erlang VM: kill() needs the VM itself.
+        self.vm_pid = int(self.ctl("eval", "list_to_integer(os:getpid()).").stdout.strip())
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def ctl_ok(self, *args: str) -> bool:
         return self.ctl(*args, check=False).returncode == 0
@@ -222,6 +242,18 @@ class PrivateRabbitMQ:
         self.ctl("start_app")
         self.ctl("await_startup")
 
+    def kill(self) -> None:
+        """``kill -9`` the node's Erlang VM, as a crash of its machine would end it: no goodbye to
+        its clients or to the other nodes of its cluster. ``start()`` brings it back on its data."""
+        assert self.proc is not None and self.vm_pid is not None
+        os.kill(self.vm_pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # the VM's helper processes, if any are left
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc, self.vm_pid = None, None
+        if self._log is not None:
+            self._log.close()
+
     def add_vhost(self, vhost: str) -> None:
         self.ctl("add_vhost", vhost)
         self.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
@@ -241,6 +273,90 @@ class PrivateRabbitMQ:
         if self._log is not None:
             self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class QueueReplicas:
+    """Where a quorum queue lives: the node that leads it, its members, and those online."""
+
+    leader: str
+    members: list[str]
+    online: list[str]
+
+
+class RabbitMQCluster:
+    """Three (``size``) private RabbitMQ nodes on loopback, clustered: one Erlang cookie for all,
+    the second and third joined to the first with ``rabbitmqctl join_cluster``.
+
+    Quorum queues declared once the cluster is formed have a replica on every node (RabbitMQ's
+    default initial group size is the cluster's size): a majority (two of three) keeps each queue
+    available, and a node that comes back catches its replicas up. ``url`` lists every node, as
+    a Celery/kombu failover URL.
+    """
+
+    def __init__(self, base_dir: Path, *, size: int = 3) -> None:
+        cookie = secrets.token_hex(16).upper()
+        self.nodes = [
+            PrivateRabbitMQ(base_dir, name=f"cluster{i}", directory=f"rabbitmq-{i}", cookie=cookie)
+            for i in range(1, size + 1)
+        ]
+        self.first = self.nodes[0].node  # the node ``url`` lists first
+
+    def init(self) -> RabbitMQCluster:
+        for node in self.nodes:
+            node.init()
+        return self
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node.await_running()
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", first.node)
+            node.start_app()
+        wait_until(
+            lambda: set(self.running_nodes()) == {node.node for node in self.nodes},
+            timeout=60,
+            message="every node running in the cluster",
+        )
+
+    def running_nodes(self) -> list[str]:
+        status = json.loads(self.ctl("cluster_status", "--formatter", "json").stdout)
+        return list(status["running_nodes"])
+
+    def node_named(self, name: str) -> PrivateRabbitMQ:
+        return next(node for node in self.nodes if node.node == name)
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl`` against a node that is running (the cluster answers for all of them)."""
+        node = next(node for node in self.nodes if node.running)
+        return node.ctl(*args, check=check, timeout=timeout)
+
+    def add_vhost(self, vhost: str) -> None:
+        self.nodes[0].add_vhost(vhost)
+
+    def replicas(self, vhost: str) -> dict[str, QueueReplicas]:
+        """Every quorum queue of ``vhost``, by name."""
+        listed = self.ctl("list_queues", "-p", vhost, "name", "type", "leader", "members", "online",
+                          "--formatter", "json").stdout  # fmt: skip
+        return {
+            queue["name"]: QueueReplicas(queue["leader"], sorted(queue["members"]), sorted(queue["online"]))
+            for queue in json.loads(listed)
+            if queue["type"] == "quorum"
+        }
+
+    def url(self, vhost: str) -> str:
+        """Every node, ``first`` first: clients connect to the first node of the list and move on
+        to the next when it fails (kombu's round-robin failover)."""
+        first = [node for node in self.nodes if node.node == self.first] or self.nodes[:1]
+        return ";".join(node.url(vhost) for node in first + [node for node in self.nodes if node not in first])
+
+    def destroy(self) -> None:
+        for node in self.nodes:
+            node.destroy()
 
 
 class PrivateRedis:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +32,9 @@ from tests.faults import free_port
 from tests.notifications.receiver import WebhookReceiver
 from tests.processes import ROOT, Beat, Gunicorn, Worker, wait_until
 from tests.reliability.invariants import Expectations
-from tests.reliability.services import PrivatePostgres, PrivateRabbitMQ, PrivateRedis
+from tests.reliability.services import PrivatePostgres, PrivateRabbitMQ, PrivateRedis, RabbitMQCluster
+
+logger = logging.getLogger(__name__)
 
 DATABASE = "orders"
 VHOST = "orders"
@@ -61,10 +66,12 @@ class Answer:
 
 
 class Stack:
-    def __init__(self, base_dir: Path) -> None:
+    """The system on private services; RabbitMQ is one node, or ``broker`` (a cluster)."""
+
+    def __init__(self, base_dir: Path, *, broker: PrivateRabbitMQ | RabbitMQCluster | None = None) -> None:
         self.base_dir = base_dir
         self.postgres = PrivatePostgres()
-        self.rabbitmq = PrivateRabbitMQ(base_dir)
+        self.broker = broker or PrivateRabbitMQ(base_dir)
         self.redis = PrivateRedis(base_dir)
         self.mailbox = base_dir / "mail"
         self.logs = base_dir / "logs"
@@ -78,6 +85,17 @@ class Stack:
         self.customer_token = ""
         self.staff_token = ""
 
+    @property
+    def rabbitmq(self) -> PrivateRabbitMQ:
+        """The one RabbitMQ node (scenarios that stop or reconfigure the broker)."""
+        assert isinstance(self.broker, PrivateRabbitMQ), "this system runs on a cluster"
+        return self.broker
+
+    @property
+    def cluster(self) -> RabbitMQCluster:
+        assert isinstance(self.broker, RabbitMQCluster), "this system runs on one RabbitMQ node"
+        return self.broker
+
     # --- set-up -----------------------------------------------------------------------------
 
     @property
@@ -86,7 +104,7 @@ class Stack:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             "DATABASE_URL": self.postgres.url(DATABASE),
-            "CELERY_BROKER_URL": self.rabbitmq.url(VHOST),
+            "CELERY_BROKER_URL": self.broker.url(VHOST),
             "REDIS_URL": self.redis.url(0),
             # Throttling on (so Redis is in the path of every order), far above what scenarios send.
             "ORDER_CREATE_RATE": "100000/min",
@@ -105,17 +123,26 @@ class Stack:
         }
 
     def start(self) -> None:
+        self.start_services()
+        self.start_processes()
+
+    def start_services(self) -> None:
+        """PostgreSQL (migrated, with a customer, a staff user and two products), RabbitMQ, Redis,
+        the merchant endpoint."""
         self.mailbox.mkdir()
         self.logs.mkdir()
         self.postgres.init().start()
         self.postgres.create_database(DATABASE)
-        self.rabbitmq.init().start()
-        self.rabbitmq.add_vhost(VHOST)
+        self.broker.init().start()
+        self.broker.add_vhost(VHOST)
         self.redis.start()
         self.receiver.start()
         self.manage("migrate", "-v0")
         seeded = json.loads(self.shell(SEED))
         self.customer_token, self.staff_token = seeded["customer"], seeded["staff"]
+
+    def start_processes(self) -> None:
+        """gunicorn, two workers and two beats, and the merchant endpoint subscribed to every event."""
         self.web = Gunicorn(self.env, log_dir=self.logs, port=free_port(), workers=2)
         self.workers = [Worker(self.env, log_dir=self.logs, name=name) for name in ("a", "b")]
         self.beats = [Beat(self.env, log_dir=self.logs, name=name) for name in ("beat-a", "beat-b")]
@@ -132,7 +159,7 @@ class Stack:
                 process.stop()
         self.receiver.stop()
         self.redis.destroy()
-        self.rabbitmq.destroy()
+        self.broker.destroy()
         self.postgres.destroy()
 
     # --- talking to it ----------------------------------------------------------------------
@@ -148,9 +175,9 @@ class Stack:
         """Run Python ``code`` in a Django process of this system; returns what it wrote to stdout."""
         return self.manage("shell", "--no-imports", "-c", code)
 
-    def sql(self, query: str) -> tuple[Any, ...]:
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> tuple[Any, ...]:
         with psycopg.connect(self.postgres.url(DATABASE), connect_timeout=5) as conn:
-            row = conn.execute(query).fetchone()
+            row = conn.execute(query, params).fetchone()
             assert row is not None
             return tuple(row)
 
@@ -191,7 +218,7 @@ class Stack:
 
     def queued_messages(self) -> int:
         """Messages in the work queues, ready or being worked on."""
-        listed = self.rabbitmq.ctl("list_queues", "-p", VHOST, "--no-table-headers", "name", "messages").stdout
+        listed = self.broker.ctl("list_queues", "-p", VHOST, "--no-table-headers", "name", "messages").stdout
         return sum(int(count) for name, count in (line.split() for line in listed.splitlines()) if "." not in name)
 
     def settle(self, timeout: float = SETTLE_SECONDS) -> float:
@@ -247,6 +274,59 @@ class Stack:
             os.killpg(pid, signal.SIGKILL)
         worker.stop()
         worker.start()
+
+
+# --- what scenarios share ----------------------------------------------------------------------
+
+
+def assert_invariants(stack: Stack, scenario: str) -> dict:
+    """Run the invariant checker; fail on any violation. Returns (and logs) its figures."""
+    report = stack.invariant_report()
+    logger.warning("%s: %s", scenario, json.dumps(report["figures"]))
+    assert report["violations"] == [], report
+    return report["figures"]
+
+
+def accept_resends_caused_by_the_fault(stack: Stack, *, at_most: int) -> None:
+    """A webhook or e-mail sent just before its worker was killed, or PostgreSQL went away, and
+    so never recorded as sent, is sent again, with the same webhook-id or Message-ID (at least
+    once is all that can be promised to the outside; receivers drop the copy). At most one per
+    notification task in flight at the fault."""
+    resent = [k for k in stack.invariant_report()["figures"]["resent after a crash"] if k not in stack.allowed_resends]
+    assert len(resent) <= at_most, resent
+    stack.allowed_resends += resent
+
+
+def codes(answers: list[Answer]) -> Counter[int]:
+    return Counter(answer.status for answer in answers)
+
+
+class OrderStream:
+    """Places orders one after another, every ``interval`` seconds, until stopped."""
+
+    def __init__(self, stack: Stack, *, interval: float = 0.1) -> None:
+        self.stack = stack
+        self.interval = interval
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=HTTP_TIMEOUT) as client:
+            while not self._stop.is_set():
+                try:
+                    self.answers.append(self.stack.place_order(client))
+                except httpx.HTTPError as exc:  # no answer at all: reported by the test
+                    self.answers.append(Answer(0, "", None, repr(exc)))
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> OrderStream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
 
 
 ALL_EVENTS = [

@@ -14,13 +14,21 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
 
 import httpx
 import pytest
 
 from tests.processes import Worker, wait_until
-from tests.reliability.stack import HTTP_TIMEOUT, VHOST, Answer, Stack
+from tests.reliability.stack import (
+    HTTP_TIMEOUT,
+    VHOST,
+    Answer,
+    OrderStream,
+    Stack,
+    accept_resends_caused_by_the_fault,
+    assert_invariants,
+    codes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,55 +38,6 @@ pytestmark = [pytest.mark.flow, pytest.mark.reliability]
 KILLED_TASKS_AT_MOST = 1 + 2
 # Tasks the two workers (concurrency 2 each) run at one time.
 WORKER_TASKS_AT_ONCE = 4
-
-
-def assert_invariants(stack: Stack, scenario: str) -> dict:
-    report = stack.invariant_report()
-    logger.warning("%s: %s", scenario, json.dumps(report["figures"]))
-    assert report["violations"] == [], report
-    return report["figures"]
-
-
-def accept_resends_caused_by_the_fault(stack: Stack, *, at_most: int) -> None:
-    """A webhook or e-mail sent just before its worker was killed, or PostgreSQL went away, and
-    so never recorded as sent, is sent again, with the same webhook-id or Message-ID (at least
-    once is all that can be promised to the outside; receivers drop the copy). At most one per
-    notification task in flight at the fault."""
-    resent = [k for k in stack.invariant_report()["figures"]["resent after a crash"] if k not in stack.allowed_resends]
-    assert len(resent) <= at_most, resent
-    stack.allowed_resends += resent
-
-
-def codes(answers: list[Answer]) -> Counter[int]:
-    return Counter(answer.status for answer in answers)
-
-
-class OrderStream:
-    """Places orders one after another, every ``interval`` seconds, until stopped."""
-
-    def __init__(self, stack: Stack, *, interval: float = 0.1) -> None:
-        self.stack = stack
-        self.interval = interval
-        self.answers: list[Answer] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=HTTP_TIMEOUT) as client:
-            while not self._stop.is_set():
-                try:
-                    self.answers.append(self.stack.place_order(client))
-                except httpx.HTTPError as exc:  # no answer at all: reported by the test
-                    self.answers.append(Answer(0, "", None, repr(exc)))
-                self._stop.wait(self.interval)
-
-    def __enter__(self) -> OrderStream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
 
 
 def test_kill_9_of_a_pool_process_and_of_a_worker_during_hundreds_of_orders(stack: Stack):
