@@ -8,7 +8,8 @@
 wait for PostgreSQL and RabbitMQ) and
 beat on a fresh ``orders_bench`` database, measures each benchmark and its baseline side by side
 in the same run, with the same server, and reports medians with min-max. The expiry benchmark
-runs last, in this process, after the servers have stopped.
+runs in this process, after the servers have stopped. The growth benchmark (bench/growth.py) runs
+only when asked for (``--only growth``), last: it loads millions of orders.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from typing import Any
 from bench import system
 from bench.load import LoadResult, run_wrk
 
-BENCHMARKS = ("create", "read", "pipeline", "flash", "memory", "expiry")
+BENCHMARKS = ("create", "read", "pipeline", "flash", "memory", "expiry", "growth")
+# The growth benchmark loads millions of orders (tens of minutes, about 15 GB at 10 million):
+# it runs when asked for (--only growth), not by default.
+DEFAULT_BENCHMARKS = tuple(name for name in BENCHMARKS if name != "growth")
 CONNECTIONS = 16
 PIPELINE_SKUS = 20
 
@@ -58,6 +62,7 @@ def cpu_text(results: list[LoadResult]) -> str:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.growth: list[Any] = []
         self.system = system.System(web_workers=args.web_workers, worker_concurrency=args.worker_concurrency)
         self.rows: list[Row] = []
         self.notes: list[str] = []
@@ -342,6 +347,32 @@ class Bench:
             began = time.perf_counter()
             self.bench_expiry()
             print(f"[bench] expiry done in {time.perf_counter() - began:.0f} s", flush=True)
+        if "growth" in wanted:
+            began = time.perf_counter()
+            self.bench_growth()
+            print(f"[bench] growth done in {time.perf_counter() - began:.0f} s", flush=True)
+
+    def bench_growth(self) -> None:
+        from bench import growth
+
+        self.growth = growth.run(
+            sizes=self.args.growth_sizes,
+            runs=self.args.runs,
+            duration=self.args.duration,
+            web_workers=self.args.web_workers,
+            keep=self.args.keep_growth_data,
+        )
+        sizes = ", ".join(f"{figures.size:,}" for figures in self.growth[1:])
+        self.rows.append(
+            Row(
+                name=f"growth: reads and the expiry sweep at {sizes} orders",
+                result="see the growth table above",
+                baseline=f"the same on {self.growth[0].size:,} orders",
+                ratio="-",
+                target="every figure within 1.25 x of the empty database",
+                met=False,  # set by the growth table, printed last
+            )
+        )
 
 
 def machine() -> str:
@@ -356,6 +387,11 @@ def machine() -> str:
 
 def print_table(bench: Bench, elapsed: float) -> None:
     args = bench.args
+    if bench.growth:
+        from bench import growth
+
+        print("\nGrowth: each endpoint on the empty database, and at each size (x empty):")
+        bench.rows[-1].met = growth.print_report(bench.growth)
     print()
     print(f"Machine: {machine()}")
     print(
@@ -388,10 +424,16 @@ def print_table(bench: Bench, elapsed: float) -> None:
 def main() -> None:
     cores = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one run each, small sizes (about 3 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="one run each, small sizes (about 3 minutes; growth: 50,000 orders)"
+    )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=15, help="seconds per throughput run")
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma separated, of {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT_BENCHMARKS),
+        help=f"comma separated, of {', '.join(BENCHMARKS)} (default: all but growth)",
+    )
     # Two per core: a sync worker waits for PostgreSQL and RabbitMQ during part of each request,
     # and more (gunicorn's usual 2 x cores + 1) fight PostgreSQL, RabbitMQ, the Celery worker and
     # the load generator for the same cores (see the README).
@@ -402,11 +444,15 @@ def main() -> None:
     parser.add_argument("--flash-stock", type=int, default=1_000)
     parser.add_argument("--flash-connections", type=int, default=256)
     parser.add_argument("--expiry-orders", type=int, default=20_000)
+    parser.add_argument("--growth-sizes", default="1000000,10000000", help="orders, comma separated")
+    parser.add_argument("--keep-growth-data", action="store_true", help="leave the growth data in orders_bench")
     parser.add_argument("--profile", metavar="DIR", help="record web and worker with py-spy during our runs, into DIR")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration = 1, 8
         args.pipeline_orders, args.flash_attempts, args.flash_stock, args.expiry_orders = 2_000, 1_000, 200, 5_000
+        args.growth_sizes = "50000"
+    args.growth_sizes = sorted(int(size) for size in args.growth_sizes.split(","))
     args.only = {name.strip() for name in args.only.split(",")}
     unknown = args.only - set(BENCHMARKS)
     if unknown:

@@ -43,9 +43,20 @@ def wrk_path() -> str:
 
 
 def run_wrk(
-    url: str, *, token: str, kind: str, values: list[str], connections: int, duration: float = 0, quota: int = 0
+    url: str,
+    *,
+    token: str,
+    kind: str,
+    values: list[str],
+    connections: int,
+    duration: float = 0,
+    quota: int = 0,
+    cookie: str = "",
 ) -> LoadResult:
-    """Run wrk against ``url``: for ``duration`` seconds, or until ``quota`` requests are answered."""
+    """Run wrk against ``url``: for ``duration`` seconds, or until ``quota`` requests are answered.
+
+    ``cookie`` is sent with every request (an admin page needs the session's).
+    """
     seconds = duration if duration else 600  # a quota run stops itself; this only bounds a stuck one
     argv = [
         *DIE_WITH_PARENT, wrk_path(), "-t", str(THREADS), "-c", str(connections), "-d", f"{seconds:.0f}s",
@@ -54,7 +65,10 @@ def run_wrk(
     ]  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "WRK_THREADS": str(THREADS)}
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "WRK_THREADS": str(THREADS), "WRK_COOKIE": cookie},
     )
     if quota and proc.stdout is not None:
         done_threads = 0

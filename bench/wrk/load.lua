@@ -3,6 +3,9 @@
 -- KIND order SKU...       POST /api/v1/orders/, one line of a random SKU of the list
 -- KIND write              POST /bench/write/ (the write baseline)
 -- KIND read PREFIX LO HI  GET PREFIX<id>/ for ids picked at random in LO..HI
+-- KIND paths PATH...      GET one of the PATHs, picked at random
+--
+-- The environment's WRK_COOKIE, when set, is sent as the Cookie header (an admin session).
 --
 -- QUOTA 0 runs for wrk's duration. QUOTA N sends exactly N requests of KIND (shared out over
 -- the threads) and stops each thread once its share is answered; while the last answers are
@@ -41,6 +44,8 @@ function init(args)
   if id <= total % nthreads then quota = quota + 1 end
   if total == 0 then quota = 0 end
   wrk.headers["Authorization"] = "Token " .. token
+  local cookie = os.getenv("WRK_COOKIE")
+  if cookie and cookie ~= "" then wrk.headers["Cookie"] = cookie end
   wrk.headers["Content-Type"] = "application/json"
   if kind == "order" then
     for i, sku in ipairs(values) do
@@ -60,6 +65,8 @@ function request()
     return wrk.format("POST", "/api/v1/orders/", nil, bodies[math.random(#bodies)])
   elseif kind == "write" then
     return wrk.format("POST", "/bench/write/", nil, '{"items": [{"sku": "BENCH", "quantity": 1}]}')
+  elseif kind == "paths" then
+    return wrk.format("GET", values[math.random(#values)])
   else
     local id = math.random(tonumber(values[2]), tonumber(values[3]))
     return wrk.format("GET", values[1] .. id .. "/")
@@ -83,7 +90,7 @@ function response(status, headers, body)
     return
   end
   answered = answered + 1
-  if status >= 400 then failed = failed + 1 end
+  if status >= 300 then failed = failed + 1 end  -- no benchmarked request is redirected
   if status == 409 then refused = refused + 1 end  -- an order turned away as sold out
   if quota > 0 and answered >= quota then thread_done() end
 end
