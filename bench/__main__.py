@@ -32,7 +32,7 @@ from bench import system
 from bench.load import LoadResult, run_wrk
 
 BENCHMARKS = ("create", "read", "pipeline", "flash", "memory", "expiry", "growth")
-# The growth benchmark loads millions of orders (tens of minutes, about 15 GB at 10 million):
+# The growth benchmark loads millions of orders (about 12 GB of tables at 10 million):
 # it runs when asked for (--only growth), not by default.
 DEFAULT_BENCHMARKS = tuple(name for name in BENCHMARKS if name != "growth")
 CONNECTIONS = 16

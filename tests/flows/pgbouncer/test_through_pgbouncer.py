@@ -9,6 +9,7 @@ webhook and e-mail delivery with retries, dead-lettering and replay.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,8 @@ from tests.flows.test_order_lifecycle import (
 )
 from tests.processes import wait_until
 from tests.reliability.services import PrivatePgBouncer
+
+logger = logging.getLogger(__name__)
 
 pytestmark = [pytest.mark.flow, pytest.mark.django_db(transaction=True)]
 
@@ -107,6 +110,10 @@ def test_web_and_workers_share_fewer_server_connections_than_they_have_clients(
     [pool_row] = ours(pgbouncer.show("POOLS"))
     [stats] = ours(pgbouncer.show("STATS"))
     clients, servers = ours(pgbouncer.show("CLIENTS")), ours(pgbouncer.show("SERVERS"))
+    logger.warning(
+        "PgBouncer: %d client connections on %d server connections, %d transactions, %d queries",
+        len(clients), len(servers), stats["total_xact_count"], stats["total_query_count"],
+    )  # fmt: skip
     assert pool_row["pool_mode"] == "transaction"
     assert stats["total_xact_count"] >= 20 * 3, stats  # placing, reserving and announcing each order
     assert len(clients) > POOL_SIZE, clients
