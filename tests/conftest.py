@@ -71,24 +71,30 @@ def worker_mail_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mail")
 
 
+def flow_env(*, database_url: str, mail_dir: Path) -> dict[str, str]:
+    """Environment for child processes (workers, gunicorn) of the flow tests."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "REDIS_URL": settings.REDIS_URL,
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        **FLOW_WORKER_ENV,
+        "EMAIL_FILE_PATH": str(mail_dir),
+    }
+
+
 @pytest.fixture(scope="session")
 def service_env(
     django_db_setup: None, django_db_blocker: pytest.FixtureRequest, worker_mail_dir: Path
 ) -> dict[str, str]:
     """Environment for child processes (workers, gunicorn) that share the test database."""
     db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "REDIS_URL": settings.REDIS_URL,
-        "PYTHONUNBUFFERED": "1",
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        **FLOW_WORKER_ENV,
-        "EMAIL_FILE_PATH": str(worker_mail_dir),
-    }
-    return env
+    return flow_env(
+        database_url=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}", mail_dir=worker_mail_dir
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from tests import faults, processes
-from tests.conftest import ROOT
+from tests.conftest import ROOT, flow_env
 from tests.reliability.services import PGBOUNCER, PrivatePgBouncer
 
 # Server connections PgBouncer keeps to PostgreSQL, shared by gunicorn's 2 workers, the worker
@@ -52,9 +53,15 @@ def pgbouncer(django_db_setup: None) -> Iterator[PrivatePgBouncer]:
 
 
 @pytest.fixture(scope="package")
-def service_env(service_env: dict[str, str], pgbouncer: PrivatePgBouncer) -> dict[str, str]:
+def worker_mail_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A mailbox of this package's own: the flows here send the same e-mails as the ones they repeat."""
+    return tmp_path_factory.mktemp("pgbouncer-mail")
+
+
+@pytest.fixture(scope="package")
+def service_env(pgbouncer: PrivatePgBouncer, worker_mail_dir: Path) -> dict[str, str]:
     """The flow tests' environment, with the database reached through PgBouncer."""
-    return {**service_env, "DATABASE_URL": pgbouncer.url()}
+    return flow_env(database_url=pgbouncer.url(), mail_dir=worker_mail_dir)
 
 
 @pytest.fixture(scope="package")
