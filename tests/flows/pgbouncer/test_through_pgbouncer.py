@@ -18,8 +18,8 @@ import pytest
 
 from orders.models import Order, OrderStatus
 from tests.conftest import ROOT
+from tests.factories import make_product
 from tests.flows.pgbouncer.conftest import POOL_SIZE, start_pgbouncer
-from tests.flows.support import make_product
 from tests.flows.test_no_oversell import test_200_buyers_over_http_get_exactly_the_50_units_in_stock
 from tests.flows.test_notification_delivery import (
     test_an_endpoint_failing_twice_then_answering_gets_three_attempts_with_backoff,
