@@ -77,6 +77,8 @@ on_this_machine() { case "$1" in 127.0.0.1 | localhost | ::1) return 0 ;; *) ret
 DATABASE_URL=$(setting DATABASE_URL postgres://postgres@127.0.0.1:5432/orders)
 REDIS_URL=$(setting REDIS_URL redis://127.0.0.1:6379/0)
 CELERY_BROKER_URL=$(setting CELERY_BROKER_URL amqp://guest:guest@127.0.0.1:5672//)
+# A cluster's failover URL lists every node, separated by ";": its first node names the host and vhost.
+CELERY_BROKER_URL=${CELERY_BROKER_URL%%;*}
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 PG_HOST=$(url_part "$DATABASE_URL" host 5432)
