@@ -14,7 +14,9 @@ an outcome, a queue or task name), never an order, user, product or endpoint id.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import glob
 import logging
 import os
 import time
@@ -121,11 +123,29 @@ class _Exposition(Collector):
         yield success
 
 
+class ProcessFilesCollector(multiprocess.MultiProcessCollector):
+    """prometheus_client's multiprocess collector, leaving out a file still being created.
+
+    A new process (a recycled pool process, a new gunicorn worker) creates its file empty and
+    sizes it just after; read in between, it would fail the whole scrape with ``struct.error``
+    (prometheus/client_python#1199). A file is never empty once sized, so an empty one is only
+    skipped until the next scrape; it holds no counts yet.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            with contextlib.suppress(FileNotFoundError):  # a dead process's live gauge, just removed
+                if os.path.getsize(path) > 0:
+                    files.append(path)
+        return self.merge(files, accumulate=True)
+
+
 def _process_metrics() -> Collector:
     """Counters and histograms: every process's files in multiprocess mode, else this process's."""
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        ProcessFilesCollector(registry)
         return registry
     return REGISTRY
 
@@ -158,7 +178,7 @@ def worker_metrics_serve() -> int | None:
     if not spec:
         return None
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    ProcessFilesCollector(registry)
     for port in _ports(spec):
         try:
             server, _thread = start_http_server(port, addr=settings.WORKER_METRICS_ADDRESS, registry=registry)

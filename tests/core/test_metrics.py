@@ -178,3 +178,25 @@ def test_prometheus_client_imported_in_single_process_mode_first_is_refused(monk
 
     with pytest.raises(RuntimeError, match="imported before"):
         metrics_dirs.metrics_dir_create("web")
+
+
+def test_a_process_file_still_being_created_does_not_fail_the_scrape(tmp_path: Path):
+    # given a metrics directory with one process's counter file, and another process's file
+    # just created and not yet sized (a pool process starting: its file exists, empty)
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    from core.metrics import ProcessFilesCollector
+
+    counts = MmapedDict(str(tmp_path / "counter_101.db"))
+    counts.write_value(mmap_key("orderservice_x_total", "orderservice_x_total", [], [], ""), 3.0, 0.0)
+    counts.close()
+    (tmp_path / "counter_102.db").touch()
+
+    # when the directory is scraped
+    registry = CollectorRegistry()
+    ProcessFilesCollector(registry, path=str(tmp_path))
+    text = generate_latest(registry).decode()
+
+    # then the first process's count is there (prometheus_client's own collector raises here)
+    assert sample(text, "orderservice_x_total") == 3.0
