@@ -93,7 +93,8 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 class DeadLetterAdmin(admin.ModelAdmin):
     """The dead-letter queues, read from RabbitMQ (core/dead_letters.py, as ``manage.py dlq``).
 
-    Listing holds the letters only while they are read, and returns them all to their queues.
+    Listing holds the letters only while they are read, and returns them all to their queues;
+    it shows the oldest ``LIST_LIMIT`` and says how many more there are.
     Replaying and purging need their own permissions; staff with only ``view`` see the list.
     """
 
@@ -125,13 +126,14 @@ class DeadLetterAdmin(admin.ModelAdmin):
         if request.method == "POST":
             return self._act(request, queue)
         depths = [d for d in queue_depths() if d.dead_letter]
-        letters: list[dead_letters.DeadLetteredMessage] = []
+        letters = dead_letters.DeadLetterList()
         unavailable = ""
         if all(d.messages is None for d in depths):
             unavailable = "RabbitMQ is unavailable: the dead letters cannot be read now."
         else:
             try:
-                letters = dead_letters.dead_letter_list(queue=queue)
+                # The oldest LIST_LIMIT only: each letter shown is held while the page is made.
+                letters = dead_letters.dead_letter_list(queue=queue, limit=dead_letters.LIST_LIMIT)
             except Exception as exc:  # RabbitMQ went away since the depths were read
                 logger.warning("Could not list dead letters", exc_info=True)
                 unavailable = f"RabbitMQ is unavailable: the dead letters cannot be read now ({exc})."

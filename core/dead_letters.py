@@ -7,7 +7,9 @@ crashing its worker). The broker adds an ``x-death`` header saying where, why an
 Reading never loses a message: each one is fetched with ``basic.get`` without acknowledgement
 and held by our channel; whatever is not explicitly acknowledged (replayed or purged) goes back
 to the dead-letter queue when the channel closes, even if this process dies. While a command
-holds them, another command does not see them.
+holds them, another command does not see them. Reads are bounded: a listing holds at most the
+number asked for (``LIST_LIMIT`` by default), a replay or purge at most ``SCAN_LIMIT`` (the
+oldest, queue by queue), so a queue of a million dead letters never has to fit in memory here.
 
 Replay publishes the message again, with broker confirms, to exchange ``tasks`` with the
 original queue's name as routing key (the routing key of every work queue is its name), and only
@@ -53,6 +55,13 @@ _REASONS = {
 }
 
 
+# Dead letters a listing (``dlq list``, the admin page) reads by default.
+LIST_LIMIT = 100
+# Dead letters one replay or purge reads at most, to find the ids asked for or to act on all;
+# what lies beyond is left for the next run (the commands say so).
+SCAN_LIMIT = 10_000
+
+
 class DeadLetterError(Exception):
     """A request about dead letters that cannot be carried out (unknown queue, unroutable replay)."""
 
@@ -91,9 +100,22 @@ class DeadLetteredMessage:
         }
 
 
+class DeadLetterList(list[DeadLetteredMessage]):
+    """Dead letters as read (oldest first), with how many the queues held when they were read."""
+
+    def __init__(self, letters: Sequence[DeadLetteredMessage] = (), *, total: int = 0) -> None:
+        super().__init__(letters)
+        self.total = max(total, len(letters))
+
+    @property
+    def more(self) -> int:
+        """Dead letters in the queues that were not read (beyond the limit)."""
+        return self.total - len(self)
+
+
 @dataclass
 class DeadLetterResult:
-    """What a replay or purge did."""
+    """What a replay or purge did (or, for a dry run, would do)."""
 
     done: list[DeadLetteredMessage] = field(default_factory=list)
     # How each replayed letter was replayed, by id: "to <queue>", or what its handler did.
@@ -101,6 +123,8 @@ class DeadLetterResult:
     skipped: list[tuple[DeadLetteredMessage, str]] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
     cancelled: bool = False
+    # Dead letters that were in the queues but not read (beyond ``SCAN_LIMIT``).
+    unread: int = 0
 
 
 @dataclass(frozen=True)
@@ -204,22 +228,33 @@ def _broker() -> Iterator[tuple[Connection, Any]]:
             channel.close()
 
 
-def _hold_all(channel: Any, dead_letter_queues: Sequence[str]) -> list[_Held]:
+def _ready_messages(channel: Any, dead_letter_queues: Sequence[str]) -> int:
+    """Messages waiting in the queues (not those held): a passive declare reads the count."""
+    return sum(channel.queue_declare(queue=name, passive=True)[1] for name in dead_letter_queues)
+
+
+def _hold(channel: Any, dead_letter_queues: Sequence[str], *, limit: int) -> tuple[list[_Held], int]:
+    """Hold up to ``limit`` dead letters, oldest first, queue by queue; returns them and how
+    many were left unread in the queues."""
+    waiting = _ready_messages(channel, dead_letter_queues)
     held: list[_Held] = []
     for name in dead_letter_queues:
-        while True:
+        while len(held) < limit:
             message = channel.basic_get(queue=name, no_ack=False)
             if message is None:
                 break
             held.append(_Held(message, _parse(message, dead_letter_queue=name)))
-    return _with_recorded_errors(held)
+    return _with_recorded_errors(held), max(0, waiting - len(held))
 
 
-def dead_letter_list(*, queue: str | None = None) -> list[DeadLetteredMessage]:
-    """Every dead letter (of one queue, or all), oldest first; none is removed."""
+def dead_letter_list(*, queue: str | None = None, limit: int = LIST_LIMIT) -> DeadLetterList:
+    """The oldest ``limit`` dead letters (of one queue, or all); none is removed."""
+    if limit < 1:
+        raise DeadLetterError("The limit must be at least 1.")
     names = dead_letter_queues(queue)
     with _broker() as (_, channel):
-        return [h.letter for h in _hold_all(channel, names)]
+        held, unread = _hold(channel, names, limit=limit)
+        return DeadLetterList([h.letter for h in held], total=len(held) + unread)
 
 
 def _select(held: list[_Held], ids: Collection[str] | None, result: DeadLetterResult) -> list[_Held]:
@@ -259,25 +294,38 @@ def _replay_handler(task: str | None) -> ReplayHandler | None:
     return import_string(path) if path else None
 
 
+def _replay_plan(held: _Held) -> tuple[ReplayHandler | None, str]:
+    """How a letter would be replayed: its handler (None: published back as it is) and a note."""
+    handler = _replay_handler(held.letter.task)
+    if handler is None:
+        return None, f"to {held.letter.queue}"
+    return handler, f"by {settings.DEAD_LETTER_REPLAY_HANDLERS[held.letter.task or '']}"
+
+
 def dead_letter_replay(
     *,
     ids: Collection[str] | None,
     queue: str | None = None,
     on_done: Callable[[DeadLetteredMessage, str], None] | None = None,
+    dry_run: bool = False,
 ) -> DeadLetterResult:
-    """Replay dead letters (those with ``ids``, or all when None): back to their original queues,
-    or through their task's replay handler. ``on_done`` gets each letter and how it was replayed."""
+    """Replay dead letters (those with ``ids``, or all when None) among the oldest ``SCAN_LIMIT``:
+    back to their original queues, or through their task's replay handler. ``on_done`` gets each
+    letter and how it was replayed. With ``dry_run`` nothing is published, handled or removed:
+    the result says what would be replayed and how (a handler may still refuse it then)."""
     names = dead_letter_queues(queue)
     result = DeadLetterResult()
     with _broker() as (_, channel):
-        for held in _select(_hold_all(channel, names), ids, result):
+        held_letters, result.unread = _hold(channel, names, limit=SCAN_LIMIT)
+        for held in _select(held_letters, ids, result):
             if held.letter.queue not in queues.WORK_QUEUE_NAMES:
                 result.skipped.append((held.letter, f"unknown original queue {held.letter.queue!r}"))
                 continue
-            handler = _replay_handler(held.letter.task)
-            if handler is None:
+            handler, note = _replay_plan(held)
+            if dry_run:
+                pass
+            elif handler is None:
                 _replay_message(channel, held)
-                note = f"to {held.letter.queue}"
             else:
                 try:
                     note = handler(held.letter)
@@ -293,11 +341,13 @@ def dead_letter_replay(
 
 
 def dead_letters_settle(*, queue: str, matching: Callable[[DeadLetteredMessage], bool]) -> list[DeadLetteredMessage]:
-    """Remove the dead letters of ``queue`` that ``matching`` picks, because their work was done
-    another way (a notification recovered from the admin); returns them. The others stay."""
+    """Remove the dead letters of ``queue`` (among the oldest ``SCAN_LIMIT``) that ``matching``
+    picks, because their work was done another way (a notification recovered from the admin);
+    returns them. The others stay."""
     settled: list[DeadLetteredMessage] = []
     with _broker() as (_, channel):
-        for held in _hold_all(channel, dead_letter_queues(queue)):
+        held_letters, _ = _hold(channel, dead_letter_queues(queue), limit=SCAN_LIMIT)
+        for held in held_letters:
             if matching(held.letter):
                 channel.basic_ack(held.message.delivery_tag)
                 settled.append(held.letter)
@@ -310,7 +360,8 @@ def dead_letter_purge(
     queue: str | None = None,
     confirm: Callable[[Sequence[DeadLetteredMessage]], bool] | None = None,
 ) -> DeadLetterResult:
-    """Delete dead letters (those with ``ids``, or all when None) for good.
+    """Delete dead letters (those with ``ids``, or all when None) among the oldest ``SCAN_LIMIT``
+    for good.
 
     ``confirm`` is shown the letters about to be deleted and may refuse; they are held, so
     exactly those are deleted.
@@ -318,7 +369,8 @@ def dead_letter_purge(
     names = dead_letter_queues(queue)
     result = DeadLetterResult()
     with _broker() as (_, channel):
-        chosen = _select(_hold_all(channel, names), ids, result)
+        held_letters, result.unread = _hold(channel, names, limit=SCAN_LIMIT)
+        chosen = _select(held_letters, ids, result)
         if not chosen:
             return result
         if confirm is not None and not confirm([h.letter for h in chosen]):

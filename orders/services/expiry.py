@@ -67,3 +67,9 @@ def order_expire_overdue(
 
 def overdue_count(*, now: datetime | None = None) -> int:
     return Order.objects.filter(status=OrderStatus.RESERVED, expires_at__lte=now or timezone.now()).count()
+
+
+def overdue_first(*, now: datetime | None = None, limit: int) -> list[tuple[int, datetime]]:
+    """(id, payment deadline) of the ``limit`` most overdue reserved orders (the partial index)."""
+    overdue = Order.objects.filter(status=OrderStatus.RESERVED, expires_at__lte=now or timezone.now())
+    return list(overdue.order_by("expires_at", "pk").values_list("pk", "expires_at")[:limit])

@@ -198,6 +198,23 @@ def test_dead_letters_are_listed_replayed_and_purged_with_a_result_per_message(
 
 
 @pytest.mark.flow
+def test_the_dead_letter_page_shows_the_oldest_few_and_says_how_many_more_there_are(
+    admin_client_, dead_letter_queues_empty, fresh_readings, monkeypatch
+):
+    # given three dead letters and a page that shows two
+    monkeypatch.setattr("core.dead_letters.LIST_LIMIT", 2)
+    letters = [dead_letter_to(queues.ORDERS) for _ in range(3)]
+
+    page = admin_client_.get("/admin/core/deadletter/").content.decode()
+
+    # then the two oldest are listed, and the page says one more is not shown
+    assert letters[0] in page and letters[1] in page and letters[2] not in page
+    assert 'id="more-dead-letters"' in page
+    assert "Showing the oldest 2 of 3 dead letters: 1 more are not shown." in page
+    assert len(dead_letter_list()) == 3
+
+
+@pytest.mark.flow
 def test_staff_who_may_only_view_dead_letters_cannot_replay_or_purge(client, dead_letter_queues_empty, fresh_readings):
     letter = dead_letter_to(queues.NOTIFICATIONS)
     client.force_login(staff_with("view_deadletter"))

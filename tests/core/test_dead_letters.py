@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from io import StringIO
 
 import amqp
 import pytest
+from django.core.management import CommandError, call_command
 
 from config import queues
 from core.dead_letters import (
@@ -19,7 +21,7 @@ from core.dead_letters import (
     dead_letter_queues,
     dead_letter_replay,
 )
-from tests.processes import HEARTBEAT_TASK, dead_letter_to
+from tests.processes import HEARTBEAT_TASK, dead_letter_to, purge_queue
 
 
 def dead_message(body: bytes, *, content_type: str, headers: dict) -> amqp.Message:
@@ -154,3 +156,79 @@ def test_dead_letter_replay_sends_a_letter_back_to_its_queue_and_reports_the_unk
     assert [letter.task for letter in result.done] == [HEARTBEAT_TASK]
     assert result.not_found == ["gone-1"]
     assert [letter.id for letter in dead_letter_list()] == [kept]
+
+
+def run_dlq(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("dlq", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.mark.django_db
+def test_dlq_list_reads_at_most_its_limit_the_oldest_first_and_says_how_many_more(dead_letter_queues_empty):
+    # given three dead letters in orders.dlq
+    letters = [dead_letter_to(queues.ORDERS) for _ in range(3)]
+
+    # when two are listed, as text and as JSON
+    text, text_note = run_dlq("list", "--limit", "2")
+    as_json, json_note = run_dlq("list", "--limit", "2", "--json")
+
+    # then the two oldest are shown, the third is counted, and listing removed none
+    assert letters[0] in text and letters[1] in text and letters[2] not in text
+    assert "2 dead letter(s)." in text
+    assert "1 more dead letter(s) not shown" in text_note
+    assert [letter["id"] for letter in json.loads(as_json)] == letters[:2]
+    assert "1 more dead letter(s) not shown" in json_note
+    listing = dead_letter_list(limit=2)
+    assert (len(listing), listing.total, listing.more) == (2, 3, 1)
+    assert [letter.id for letter in dead_letter_list()] == letters
+
+
+@pytest.mark.django_db
+def test_dlq_list_has_a_default_limit_and_refuses_one_out_of_range(dead_letter_queues_empty, monkeypatch):
+    monkeypatch.setattr("core.dead_letters.LIST_LIMIT", 2)  # what `dlq list` reads by default
+    monkeypatch.setattr("core.management.commands.dlq.LIST_LIMIT", 2)
+    letters = [dead_letter_to(queues.INVENTORY) for _ in range(3)]
+
+    text, note = run_dlq("list")
+
+    assert letters[2] not in text and "1 more dead letter(s) not shown" in note
+    with pytest.raises(CommandError, match="--limit must be between 1 and"):
+        run_dlq("list", "--limit", "0")
+
+
+@pytest.mark.django_db
+def test_dlq_replay_dry_run_says_what_it_would_replay_and_changes_nothing(dead_letter_queues_empty):
+    # given a dead letter of a plain task and one of a notification's send (replayed by its service)
+    plain = dead_letter_to(queues.ORDERS)
+    send = dead_letter_to(queues.NOTIFICATIONS, task="notifications.tasks.email_notification_send_task", args=[1])
+
+    # when every letter is replayed as a dry run
+    out, _ = run_dlq("replay", "--all", "--dry-run")
+
+    # then each says where it would go, and every letter is still there
+    assert f"Would replay {plain} ({HEARTBEAT_TASK}) to orders" in out
+    assert f"Would replay {send} (notifications.tasks.email_notification_send_task) by notifications." in out
+    assert "Would replay 2 dead letter(s)." in out and "Dry run: nothing was replayed or removed." in out
+    assert [letter.id for letter in dead_letter_list()] == [plain, send]
+    with pytest.raises(CommandError, match="No dead letter with ID nope"):
+        run_dlq("replay", "nope", "--dry-run")
+
+
+@pytest.mark.django_db
+def test_a_replay_reads_at_most_the_scan_limit_and_says_the_rest_waits(dead_letter_queues_empty, monkeypatch):
+    # given three dead letters, and a replay that may read two
+    monkeypatch.setattr("core.dead_letters.SCAN_LIMIT", 2)
+    monkeypatch.setattr("core.management.commands.dlq.SCAN_LIMIT", 2)
+    letters = [dead_letter_to(queues.ORDERS) for _ in range(3)]
+
+    # when the newest is asked for, then all are
+    with pytest.raises(CommandError, match=f"No dead letter with ID {letters[2]} among the oldest 2"):
+        run_dlq("replay", letters[2])
+    out, note = run_dlq("replay", "--all")
+
+    # then the first found nothing beyond the limit, and the second replayed the oldest two only
+    assert "Replayed 2 dead letter(s)." in out
+    assert "Only the oldest 2 dead letters were read; 1 more were left for another run." in note
+    assert [letter.id for letter in dead_letter_list()] == [letters[2]]
+    purge_queue(queues.ORDERS)  # the replayed heartbeats: no worker runs here

@@ -1,10 +1,13 @@
 """The scheduled stock reconciliation and the drift metric it feeds."""
 
+import json
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from inventory.models import Product
@@ -90,3 +93,32 @@ def test_no_overdue_reserved_order_exports_zero(client):
                 reserved_at=now, expires_at=now + timedelta(minutes=30))  # fmt: skip
 
     assert sample(client.get("/metrics").content.decode(), "orderservice_most_overdue_reserved_order_seconds") == 0
+
+
+def test_reconcile_stock_json_says_every_product_matches(capsys):
+    make_product(sku="JSON-A", stock=5)
+    make_product(sku="JSON-B", stock=7)
+
+    call_command("reconcile_stock", json=True)
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] is True
+    assert (result["products_checked"], result["products_drifted"], result["discrepancies"]) == (2, 0, [])
+    assert result["checked_at"]
+
+
+def test_reconcile_stock_json_names_each_drifted_product_and_still_fails():
+    # given stock changed outside the ledger
+    make_product(sku="JSON-OK", stock=5)
+    drifted = make_product(sku="JSON-DRIFT", stock=5)
+    Product.objects.filter(pk=drifted.pk).update(available=3)
+    out = StringIO()
+
+    # when it is checked as JSON
+    with pytest.raises(CommandError, match="1 of 2 product"):
+        call_command("reconcile_stock", json=True, stdout=out)
+
+    # then the JSON names the product and its difference, and the exit status is a failure
+    result = json.loads(out.getvalue())
+    assert result["ok"] is False
+    assert result["discrepancies"] == [{"sku": "JSON-DRIFT", "available": 3, "ledger_total": 5, "difference": -2}]

@@ -74,6 +74,28 @@ def test_expire_orders_command_reports_progress(capsys):
     assert Product.objects.get(pk=product.pk).available == 300
 
 
+@pytest.mark.django_db
+def test_expire_orders_dry_run_names_the_most_overdue_and_expires_nothing(capsys):
+    # given 25 overdue reserved orders, the first ten an hour overdue, and one not yet due
+    product = make_product(stock=30)
+    oldest = make_reserved_orders(product=product, count=10, expires_at=timezone.now() - timedelta(hours=1))
+    make_reserved_orders(product=product, count=15, expires_at=timezone.now() - timedelta(seconds=5))
+    make_reserved_orders(product=product, count=1, expires_at=timezone.now() + timedelta(hours=1))
+
+    # when the sweep is tried as a dry run
+    call_command("expire_orders", dry_run=True)
+
+    # then it counts them all and names the 20 most overdue first, and nothing changed
+    out = capsys.readouterr().out
+    assert "25 overdue order(s) found." in out
+    named = [line for line in out.splitlines() if line.startswith("  order ")]
+    assert len(named) == 20
+    assert {int(line.split()[1].rstrip(":")) for line in named[:10]} == set(oldest)
+    assert "... and 5 more" in out and "Dry run: nothing was expired." in out
+    assert status_counts(Order.objects.values_list("pk", flat=True)) == {"reserved": 26}
+    assert Product.objects.get(pk=product.pk).available == 4
+
+
 @pytest.mark.django_db(transaction=True)
 def test_payments_racing_the_sweeper_end_paid_xor_expired_and_stock_follows():
     # given orders whose deadline is now
