@@ -7,7 +7,13 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: Django imports this module before the apps are ready.
-        from core import log_context, metrics
+        from django.conf import settings
+
+        from core import log_context, metrics, tracing
+
+        if settings.TRACING_ENABLED:
+            # Before the WSGI handler reads MIDDLEWARE and before any database connection.
+            tracing.tracing_init()
 
         log_context.connect_task_signals()
         metrics.connect_task_signals()

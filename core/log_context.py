@@ -1,4 +1,5 @@
-"""What every log line says about the work it belongs to: request id, task id, order id.
+"""What every log line says about the work it belongs to: request id, task id, order id, and
+the trace and span ids when tracing is on (core/tracing.py).
 
 The request id is django-guid's: set by its middleware for an HTTP request, and for a task by
 ``task_context_start`` from the ``request_id`` header the outbox put on the task's message (the
@@ -22,6 +23,8 @@ from typing import Any
 
 from celery import signals
 from django_guid import clear_guid, get_guid, set_guid
+
+from core.tracing import trace_ids_current
 
 _task_id: ContextVar[str | None] = ContextVar("task_id", default=None)
 _order_id: ContextVar[int | None] = ContextVar("order_id", default=None)
@@ -55,13 +58,16 @@ def current_order_id() -> int | None:
 
 
 def request_id_filter(missing: str | None) -> Callable[[logging.LogRecord], bool]:
-    """The log filter of the ``LOGGING`` setting: puts ``request_id``, ``task_id`` and ``order_id``
-    on every record. Outside a request or task the request id is ``missing``, the others None."""
+    """The log filter of the ``LOGGING`` setting: puts ``request_id``, ``task_id``, ``order_id``,
+    ``trace_id`` and ``span_id`` on every record. Outside a request or task the request id is
+    ``missing``, the task and order None; the trace ids are ``missing`` outside a span or when not
+    tracing."""
 
     def add_context(record: logging.LogRecord) -> bool:
         record.request_id = get_guid() or missing
         record.task_id = current_task_id()
         record.order_id = current_order_id()
+        record.trace_id, record.span_id = trace_ids_current() or (missing, missing)
         return True
 
     return add_context

@@ -42,6 +42,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from config.metrics_dirs import MULTIPROC_ENV, metrics_process_dead
+from core.tracing import untraced
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,10 @@ def _process_metrics() -> Collector:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """``GET /metrics``: Prometheus text format (version 0.0.4), or what the scraper's ``Accept``
     asks for (OpenMetrics), negotiated as prometheus_client's own endpoint does."""
-    exposition = _Exposition(_process_metrics(), scrape_collectors())
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return HttpResponse(encoder(exposition), content_type=content_type)
+    with untraced():  # scraped every few seconds: no trace of each reading
+        body = encoder(_Exposition(_process_metrics(), scrape_collectors()))
+    return HttpResponse(body, content_type=content_type)
 
 
 # --- The worker's endpoint ------------------------------------------------------------------

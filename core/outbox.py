@@ -29,6 +29,7 @@ from kombu.connection import ConnectionPool
 
 from config.celery_app import app
 from core.models import OutboxMessage
+from core.tracing import outbox_publish_span, traceparent_current
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,15 @@ def outbox_enqueue_many(tasks: Sequence[OutboxTask]) -> list[uuid.UUID]:
     if not tasks:
         return []
     request_id = get_guid() or ""
+    traceparent = traceparent_current()
     messages = OutboxMessage.objects.bulk_create(
-        OutboxMessage(task_name=task.task_name, args=task.args, kwargs=task.kwargs, request_id=request_id)
+        OutboxMessage(
+            task_name=task.task_name,
+            args=task.args,
+            kwargs=task.kwargs,
+            request_id=request_id,
+            traceparent=traceparent,
+        )
         for task in tasks
     )
     transaction.on_commit(functools.partial(_publish_after_commit, messages))
@@ -166,15 +174,20 @@ def _publish_confirmed(messages: Sequence[OutboxMessage], connection: Connection
     confirm.refused.clear()
     try:
         for message in messages:
-            app.send_task(
-                message.task_name,
-                args=message.args,
-                kwargs=message.kwargs,
-                task_id=str(message.id),
-                headers={"request_id": message.request_id},
-                producer=confirm.producer,
-                retry=False,
-            )
+            task_id = str(message.id)
+            # The trace of the span that wrote the row, not of whoever publishes it (core/tracing.py).
+            with outbox_publish_span(
+                task_name=message.task_name, task_id=task_id, traceparent=message.traceparent
+            ) as trace_headers:
+                app.send_task(
+                    message.task_name,
+                    args=message.args,
+                    kwargs=message.kwargs,
+                    task_id=task_id,
+                    headers={"request_id": message.request_id, **trace_headers},
+                    producer=confirm.producer,
+                    retry=False,
+                )
             confirm.last_tag += 1
             confirm.unconfirmed.add(confirm.last_tag)
         deadline = time.monotonic() + timeout

@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 
+from core.tracing import client_span, span_outcome
 from notifications.attempts import Verdict, classify_status
 from notifications.ssrf import Target, UnresolvableTarget, UnsafeTarget, resolve_target
 
@@ -70,7 +72,28 @@ def _send_to_first_reachable(
 
 
 def webhook_post(*, url: str, body: str, headers: Mapping[str, str]) -> WebhookResponse:
-    """POST ``body`` to ``url``; never raises for anything the network or the receiver does."""
+    """POST ``body`` to ``url``; never raises for anything the network or the receiver does.
+
+    Traced as an HTTP client span (core/tracing.py), with the URL less its query, which may hold
+    the merchant's credentials; no ``traceparent`` is sent to the merchant.
+    """
+    parts = urlsplit(url)
+    attributes: dict[str, str | int] = {
+        "http.request.method": "POST",
+        "server.address": parts.hostname or "",
+        "url.full": f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}",
+    }
+    with client_span("POST", attributes) as span:
+        response = _webhook_post(url=url, body=body, headers=headers)
+        span_outcome(
+            span,
+            attributes={"http.response.status_code": response.status_code} if response.status_code else None,
+            error="" if response.verdict is Verdict.SUCCEEDED else response.error,
+        )
+    return response
+
+
+def _webhook_post(*, url: str, body: str, headers: Mapping[str, str]) -> WebhookResponse:
     started = time.monotonic()
 
     def elapsed_ms() -> int:

@@ -260,28 +260,38 @@ DJANGO_GUID = {
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="text")  # "text" or "json"
 
+# --- Tracing (core/tracing.py): OpenTelemetry over OTLP/HTTP when an endpoint is set; off, it
+# is not even imported. The exporter, the sampler and the batching read their own OTEL_* variables.
+TRACING_ENABLED = bool(
+    env("OTEL_EXPORTER_OTLP_ENDPOINT", default="") or env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", default="")
+) and not env.bool("OTEL_SDK_DISABLED", default=False)
 
-def build_logging(log_format: str, level: str) -> dict[str, object]:
+
+def build_logging(log_format: str, level: str, *, trace_ids: bool = TRACING_ENABLED) -> dict[str, object]:
     """Logging config: one handler to stderr, every record carrying the request id, and the
-    running task's id and order (core/log_context.py).
+    running task's id and order (core/log_context.py); with ``trace_ids`` (tracing on), the text
+    lines also show the trace id (JSON lines always have ``trace_id`` and ``span_id``).
 
     The request id is django-guid's: the caller's ``X-Request-ID`` or one made up for the
     request, also returned in the response's ``X-Request-ID`` header; a task carries the id of
     the request that caused it.
 
     ``text`` is one readable line per record (development); ``json`` is one JSON object per line
-    with ``time``, ``level``, ``name``, ``message``, ``request_id``, ``task_id`` and ``order_id``
-    (production).
+    with ``time``, ``level``, ``name``, ``message``, ``request_id``, ``task_id``, ``order_id``,
+    ``trace_id`` and ``span_id`` (production).
     """
     if log_format not in ("text", "json"):
         raise ValueError(f"LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
+    ids = "%(request_id)s trace=%(trace_id)s" if trace_ids else "%(request_id)s"
     formatters: dict[str, dict[str, object]] = {
         "text": {
-            "format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s",
+            "format": f"%(asctime)s %(levelname)s [{ids}] %(name)s: %(message)s",
         },
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "format": "%(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s %(order_id)s",
+            "format": (
+                "%(levelname)s %(name)s %(message)s %(request_id)s %(task_id)s %(order_id)s %(trace_id)s %(span_id)s"
+            ),
             "rename_fields": {"levelname": "level"},
             "timestamp": "time",  # ISO 8601 in UTC, to the microsecond
         },

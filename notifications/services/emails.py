@@ -7,6 +7,7 @@ import logging
 from django.utils import timezone
 
 from core.log_context import log_context_bind_order
+from core.tracing import client_span, span_outcome
 from notifications.attempts import (
     Channel,
     Outcome,
@@ -40,11 +41,13 @@ def email_notification_send(*, email_id: int, attempt: int) -> SendResult:
             return SendResult(Outcome.SKIPPED, "already sent")
         error = ""
         verdict = Verdict.SUCCEEDED
-        try:
-            email_message_build(notification=notification).send(fail_silently=False)
-        except Exception as exc:  # every failure is recorded and classified, none escapes
-            verdict = classify_email_error(exc)
-            error = f"{type(exc).__name__}: {exc}"
+        with client_span("email send", {"notification.event_type": notification.event.event_type}) as span:
+            try:
+                email_message_build(notification=notification).send(fail_silently=False)
+            except Exception as exc:  # every failure is recorded and classified, none escapes
+                verdict = classify_email_error(exc)
+                error = f"{type(exc).__name__}: {exc}"
+            span_outcome(span, error=error)
         return _attempt_record(notification, attempt=attempt, verdict=verdict, error=error)
 
 
