@@ -22,7 +22,9 @@ class OutboxMessage(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     # The W3C traceparent of the span that wrote the row (core/tracing.py), so its publish, and
     # the task's run, continue that trace whoever publishes it and whenever; empty when not tracing.
-    traceparent = models.CharField(max_length=55, blank=True, default="")
+    # A database default too, so the processes of the previous release, which do not name the
+    # column, can still write rows while a deploy rolls out.
+    traceparent = models.CharField(max_length=55, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)

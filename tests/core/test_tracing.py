@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from config.settings.base import build_logging
 from core import tracing
@@ -72,3 +72,16 @@ def test_text_lines_show_the_trace_id_only_when_tracing_is_on():
 
     assert text_format(False) == "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
     assert text_format(True) == "%(asctime)s %(levelname)s [%(request_id)s trace=%(trace_id)s] %(name)s: %(message)s"
+
+
+@pytest.mark.django_db
+def test_the_previous_release_can_still_write_outbox_rows_without_naming_the_new_column():
+    # as a web process of the release before this column, during a deploy, writes a row
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO core_outboxmessage (id, task_name, args, kwargs, request_id, created_at, attempts, last_error)"
+            " VALUES (gen_random_uuid(), %s, '[]', '{}', '', now(), 0, '')",
+            [HEARTBEAT_TASK],
+        )
+
+    assert OutboxMessage.objects.get(task_name=HEARTBEAT_TASK).traceparent == ""
