@@ -151,7 +151,16 @@ class OrderEvent(models.Model):
 
     class Meta:
         ordering = ["created_at", "pk"]
-        indexes = [models.Index(fields=["order", "created_at"], name="order_event_order_created_idx")]
+        indexes = [
+            models.Index(fields=["order", "created_at"], name="order_event_order_created_idx"),
+            # The reservations and expiries of a few minutes, for the activity rollup
+            # (orders/activity.py). Partial: the intake's "pending" events never enter it.
+            models.Index(
+                fields=["to_status", "created_at"],
+                condition=Q(kind="transition", to_status__in=["reserved", "expired"]),
+                name="order_event_activity_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.order_id}: {self.from_status or '-'} -> {self.to_status} ({self.kind})"
@@ -177,6 +186,32 @@ class PaymentWebhookReceipt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.webhook_id} ({self.outcome})"
+
+
+class ActivityCount(models.Model):
+    """What happened in one minute, for the charts of the admin's operations dashboard.
+
+    A small table (a row per series and minute, kept ``ACTIVITY_RETENTION``): the charts read a
+    day of it instead of counting the orders, events and failures behind it (orders/activity.py).
+    """
+
+    class Series(models.TextChoices):
+        PLACED = "placed", "Orders placed"
+        RESERVED = "reserved", "Reserved"
+        REFUSED_SOLD_OUT = "refused_sold_out", "Refused: sold out"
+        EXPIRED = "expired", "Expired"
+        DEAD_LETTERED = "dead_lettered", "Dead-lettered tasks"
+        OUTBOX_LAG_SECONDS = "outbox_lag_seconds", "Outbox lag"
+
+    minute = models.DateTimeField()  # the minute's start
+    series = models.CharField(max_length=32, choices=Series.choices)
+    value = models.BigIntegerField()  # a count, or seconds for the outbox lag
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["minute", "series"], name="activity_count_minute_series")]
+
+    def __str__(self) -> str:
+        return f"{self.minute:%Y-%m-%d %H:%M} {self.series}: {self.value}"
 
 
 def order_lines_cache(order: Order, lines: list[OrderLine]) -> None:

@@ -9,7 +9,9 @@ from django.test.utils import CaptureQueriesContext
 
 from core.readings import reading_cache_key
 
-OPERATIONS_READINGS = [reading_cache_key(key) for key in ("queue_depths", "outbox_backlog", "order_desk_stats")]
+OPERATIONS_READINGS = [
+    reading_cache_key(key) for key in ("queue_depths", "outbox_backlog", "order_desk_stats", "activity_charts")
+]
 
 
 def queries_for(client: Client, url: str) -> int:

@@ -365,6 +365,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     # The ledger check of `reconcile_stock`, exported as a metric (inventory/reconciliation.py).
     # To the orders queue, with the other periodic work: never in the way of a reservation.
+    # The per-minute counts of the admin dashboard's charts (orders/activity.py).
+    "activity-rollup": {
+        "task": "orders.tasks.activity_rollup_task",
+        "schedule": 60.0,
+    },
     "stock-reconcile": {
         "task": "inventory.tasks.stock_reconcile_task",
         "schedule": STOCK_RECONCILE_SECONDS,

@@ -14,6 +14,7 @@ from core.outbox import outbox_enqueue
 from inventory.models import Product
 from inventory.selectors import products_by_sku
 from inventory.services import stock_claim
+from orders.activity import activity_sold_out_count
 from orders.error_codes import OrderErrorCode
 from orders.metrics import order_created_count
 from orders.models import Actor, Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
@@ -70,6 +71,7 @@ def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]
         raise InvalidFields([FieldError("email", OrderErrorCode.EMAIL_REQUIRED, message)])
     short = [p.sku for p, item in zip(products, items, strict=True) if p.available - p.claimed < item.quantity]
     if short:
+        activity_sold_out_count()  # in memory: a refusal writes nothing (orders/activity.py)
         raise SoldOut(f"Not enough stock for: {', '.join(short)}.")
     total = sum((p.price * item.quantity for p, item in zip(products, items, strict=True)), Decimal("0"))
     # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):

@@ -16,10 +16,13 @@ from config.celery_app import app
 from core.dead_letters import dead_letter_list
 from core.models import OutboxMessage
 from core.outbox import outbox_enqueue
+from orders.activity import activity_rollup
+from orders.models import ActivityCount
 from orders.services import order_reserve
 from tests.admin_pages import forget_operations_readings, queries_for
 from tests.factories import StaffFactory, make_order, make_product
 from tests.faults import free_port
+from tests.orders.activity_history import activity_history
 from tests.processes import HEARTBEAT_TASK, dead_letter_to
 
 pytestmark = pytest.mark.django_db
@@ -146,6 +149,33 @@ def test_the_dashboard_costs_the_same_queries_for_few_or_many_orders(admin_clien
     forget_operations_readings()
 
     assert queries_for(admin_client_, "/admin/") == few
+
+
+def test_the_dashboard_draws_the_last_hour_and_day_of_activity_as_inline_svg(admin_client_, fresh_readings):
+    # given activity counted by the rollup: orders placed 10 minutes and 5 hours ago, one
+    # reservation, a dead letter
+    now = timezone.now()
+    ten_ago, hours_ago = now - timedelta(minutes=10), now - timedelta(hours=5)
+    activity_history(
+        customer=StaffFactory(),
+        placed={ten_ago: 4, hours_ago: 2},
+        reserved={ten_ago: 1},
+        failed={ten_ago: 1},
+    )
+    activity_rollup(now=now)
+
+    html = admin_client_.get("/admin/").content.decode()
+
+    # then every series has a chart of the last hour and one of the last day, drawn on the server
+    for series in ActivityCount.Series.values:
+        assert f'id="chart-hour-{series}"' in html and f'id="chart-day-{series}"' in html
+    assert html.count('<svg class="activity-svg"') == 2 * len(ActivityCount.Series.values)
+    assert f"<title>{ten_ago:%H:%M}: 4</title>" in html  # the bar of that minute
+    hour_placed = html.split('id="chart-hour-placed"')[1].split("</figure>")[0]
+    assert "4 in all" in hour_placed
+    day_placed = html.split('id="chart-day-placed"')[1].split("</figure>")[0]
+    assert "6 in all" in day_placed
+    assert "<script" not in html.split('id="activity-charts"')[1]
 
 
 def test_staff_who_may_not_see_orders_get_no_dashboard(client):
