@@ -176,9 +176,8 @@ def activity_sold_out_count() -> None:
 def activity_flush_if_due(**kwargs: Any) -> None:
     """After each request (``request_finished``, connected in OrdersConfig.ready): write the counts
     kept in memory if the last write was ``FLUSH_SECONDS`` ago. Outside any transaction."""
-    if connection.in_atomic_block:
-        return
-    _tally.flush_if_due()
+    if _tally.pending and not connection.in_atomic_block:
+        _tally.flush_if_due()
 
 
 atexit.register(_tally.flush)

@@ -324,6 +324,9 @@ def build_logging(log_format: str, level: str, *, trace_ids: bool = TRACING_ENAB
             "amqp": {"level": "WARNING"},
             "kombu": {"level": "WARNING"},
             "django_guid": {"level": "WARNING"},
+            # The span exporter retries a collector that is down with a warning each time; its
+            # error when it gives up on a batch (spans dropped) is what operators need.
+            "opentelemetry": {"level": "ERROR"},
         },
     }
 
