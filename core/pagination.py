@@ -12,7 +12,9 @@ error (DRF answers the first with a 404, ignores the second, and a tampered posi
 reach the database as an invalid value), and a page size above the cap is served at the cap.
 
 Use it with a queryset whose ``ordering`` fields have an index in that order, filters first, for
-example ``(customer_id, created_at DESC, id DESC)`` for one customer's orders, newest first.
+example ``(customer_id, created_at DESC, id DESC)`` for one customer's orders, newest first. A
+view that paginates by hand names it as its ``pagination_class``: drf-spectacular then documents
+the page's shape and its ``cursor`` and ``page_size`` parameters.
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Field, QuerySet
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
-from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
@@ -46,6 +45,10 @@ class CursorPage(CursorPagination):
     page_size = DEFAULT_PAGE_SIZE
     page_size_query_param = "page_size"
     max_page_size = MAX_PAGE_SIZE
+    page_size_query_description = (
+        f"Rows per page: {DEFAULT_PAGE_SIZE} by default, at most {MAX_PAGE_SIZE} (more is capped)."
+    )
+    cursor_query_description = "Where the page starts: the cursor in the `next` or `previous` link of another page."
     invalid_cursor_message = "Invalid cursor."
 
     _position_field: Field[Any, Any] | None = None
@@ -100,32 +103,3 @@ class OldestFirstCursorPage(CursorPage):
     """Oldest first: a history read in the order it happened."""
 
     ordering = ("created_at", "pk")
-
-
-# For ``extend_schema(parameters=...)`` of a view that paginates by hand (an ``APIView``, which
-# drf-spectacular does not paginate by itself).
-CURSOR_PAGE_PARAMETERS = [
-    OpenApiParameter(
-        CursorPage.cursor_query_param,
-        OpenApiTypes.STR,
-        description="Where the page starts: the cursor of the `next` or `previous` link of the page before.",
-    ),
-    OpenApiParameter(
-        CursorPage.page_size_query_param,
-        OpenApiTypes.INT,
-        description=f"Rows per page: {DEFAULT_PAGE_SIZE} by default, at most {MAX_PAGE_SIZE} (larger is capped).",
-    ),
-]
-
-
-def cursor_page_schema(name: str, results: serializers.BaseSerializer[Any]) -> serializers.Serializer[Any]:
-    """The OpenAPI shape of one page: ``{"next", "previous", "results"}``; ``results`` is a
-    ``many=True`` serializer of the rows."""
-    return inline_serializer(
-        name=name,
-        fields={
-            "next": serializers.URLField(allow_null=True),
-            "previous": serializers.URLField(allow_null=True),
-            "results": results,
-        },
-    )

@@ -5,9 +5,7 @@ from typing import Any
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import serializers, status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +14,7 @@ from rest_framework.views import APIView
 from core.auth import authenticated_user
 from core.idempotency import idempotent
 from core.openapi import raises
+from core.pagination import CursorPage, OldestFirstCursorPage
 from core.throttling import FailOpenUserRateThrottle
 from orders.models import Actor, OrderEvent, OrderStatus
 from orders.payloads import OrderOutputSerializer, order_payload, orders_payload
@@ -40,21 +39,44 @@ class OrderCreateThrottle(FailOpenUserRateThrottle):
     scope = "order_create"
 
 
-@extend_validation_errors(["invalid"], field_name="status", methods=["get"])
 class OrderListApi(APIView):
-    pagination_class = PageNumberPagination
+    """Orders, newest first, a page at a time: ``{"next", "previous", "results"}`` (a cursor, so
+    a page costs the same however many orders came before it)."""
+
+    pagination_class = CursorPage
+
+    class FilterSerializer(serializers.Serializer[dict[str, Any]]):
+        class Meta:
+            ref_name = "OrderListFilter"
+
+        status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
+        created_after = serializers.DateTimeField(
+            required=False, help_text="Orders created at or after this time (ISO 8601; UTC without an offset)."
+        )
+        created_before = serializers.DateTimeField(
+            required=False, help_text="Orders created before this time (ISO 8601; UTC without an offset)."
+        )
+        email = serializers.EmailField(required=False, help_text="Staff only: orders placed with this e-mail address.")
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            after, before = attrs.get("created_after"), attrs.get("created_before")
+            if after is not None and before is not None and after >= before:
+                raise serializers.ValidationError({"created_before": ["Must be later than created_after."]})
+            return attrs
+
+    # Built once, like the creation's input serialiser below: ``run_validation`` keeps no state.
+    filter_serializer = FilterSerializer()
 
     @extend_schema(
-        parameters=[OpenApiParameter("status", OpenApiTypes.STR, enum=OrderStatus.values)],
-        responses=OrderOutputSerializer(many=True),
-        operation_id="orders_list",
+        parameters=[FilterSerializer], responses=OrderOutputSerializer(many=True), operation_id="orders_list"
     )
     def get(self, request: Request) -> Response:
-        status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in OrderStatus.values:
-            raise serializers.ValidationError({"status": [f"Unknown status {status_filter!r}."]})
+        # An empty parameter (a blank form field in the browsable API) is no filter.
+        filters = self.filter_serializer.run_validation({k: v for k, v in request.query_params.items() if v != ""})
+        if "email" in filters and not request.user.is_staff:
+            raise serializers.ValidationError({"email": ["Only staff can filter orders by e-mail address."]})
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(order_list(user=request.user, status=status_filter), request, view=self)
+        page = paginator.paginate_queryset(order_list(user=request.user, **filters), request, view=self)
         return paginator.get_paginated_response(orders_payload(page or []))
 
 
@@ -114,7 +136,9 @@ class OrderEventOutputSerializer(serializers.ModelSerializer[OrderEvent]):
 
 
 class OrderEventListApi(APIView):
-    pagination_class = PageNumberPagination
+    """The order's history, oldest first, a page at a time (a cursor, as the order list)."""
+
+    pagination_class = OldestFirstCursorPage
     # Built once, like the order's (orders/payloads.py).
     output_serializer = OrderEventOutputSerializer()
 

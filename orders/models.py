@@ -13,7 +13,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
@@ -38,7 +39,10 @@ class Actor(models.TextChoices):
 
 
 class Order(ConcurrentTransitionMixin, models.Model):
-    customer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    # No index of its own: the (customer, created_at, id) index below serves every lookup by customer.
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     email = models.EmailField()
     status = FSMField(default=OrderStatus.PENDING, choices=OrderStatus.choices, protected=True)
     currency = models.CharField(max_length=3)
@@ -50,13 +54,21 @@ class Order(ConcurrentTransitionMixin, models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # Every list of orders is newest first (created_at, then id) and read a page at a time
+        # from a cursor (core/pagination.py). Each filter the API and the admin offer has an index
+        # that starts with its equality columns and goes on in that order, so a page is read
+        # straight off one index, whatever the filters and however many orders came before:
+        # nothing is sorted, and no row outside the page is read (invariant 11).
         indexes = [
-            models.Index(fields=["customer", "-created_at"], name="order_customer_created_idx"),
-            models.Index(fields=["status", "-created_at"], name="order_status_created_idx"),
-            models.Index(fields=["-created_at"], name="order_created_idx"),
+            models.Index(fields=["-created_at", "-id"], name="order_recent_idx"),
+            models.Index(fields=["status", "-created_at", "-id"], name="order_status_recent_idx"),
+            models.Index(fields=["customer", "-created_at", "-id"], name="order_customer_recent_idx"),
+            models.Index(fields=["customer", "status", "-created_at", "-id"], name="order_customer_status_idx"),
+            # Staff find a customer's orders by e-mail address, in any case (``email__iexact``).
+            models.Index(Upper("email"), F("created_at").desc(), F("id").desc(), name="order_email_recent_idx"),
             # The expiry sweeper looks only at reserved orders by deadline; a partial index keeps
-            # that lookup small however many orders the table holds.
-            models.Index(fields=["expires_at"], condition=Q(status="reserved"), name="order_reserved_expires_idx"),
+            # that lookup to the orders due, however many orders the table holds.
+            models.Index(fields=["expires_at", "id"], condition=Q(status="reserved"), name="order_reserved_due_idx"),
         ]
 
     def __str__(self) -> str:
@@ -183,6 +195,10 @@ class PaymentWebhookReceipt(models.Model):
     outcome = models.CharField(max_length=32, choices=Outcome.choices)
     payload = models.JSONField()
     received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        # Receipts are pruned by age (orders.services.retention).
+        indexes = [models.Index(fields=["received_at"], name="payment_receipt_received_idx")]
 
     def __str__(self) -> str:
         return f"{self.webhook_id} ({self.outcome})"

@@ -27,10 +27,30 @@ def _visible_orders(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Order]:
     return orders.filter(customer_id=user.pk)
 
 
-def order_list(*, user: AbstractBaseUser | AnonymousUser, status: str | None = None) -> QuerySet[Order]:
+def order_list(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    status: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    email: str | None = None,
+) -> QuerySet[Order]:
+    """The orders ``user`` may see, newest first, with their lines; each filter optional.
+
+    ``created_after`` is inclusive and ``created_before`` exclusive, so consecutive windows
+    neither overlap nor leave a gap; ``email`` matches in any case. Read a page at a time (with
+    core.pagination.CursorPage): every combination of these filters, for a customer and for
+    staff, has an index that serves the page in this order (orders/models.py).
+    """
     orders = _visible_orders(user).prefetch_related("lines").order_by("-created_at", "-pk")
     if status:
         orders = orders.filter(status=status)
+    if created_after is not None:
+        orders = orders.filter(created_at__gte=created_after)
+    if created_before is not None:
+        orders = orders.filter(created_at__lt=created_before)
+    if email:
+        orders = orders.filter(email__iexact=email)
     return orders
 
 

@@ -64,7 +64,6 @@ def test_customers_see_only_their_own_orders_and_staff_see_all(customer, staff, 
 
     # then the customer sees only theirs, and the other's order does not exist for them
     assert [o["id"] for o in listed["results"]] == [mine.pk]
-    assert listed["count"] == 1
     assert {o["id"] for o in staff_listed["results"]} == {mine.pk, theirs.pk}
     assert client_for(customer).get(f"/api/v1/orders/{theirs.pk}/").status_code == 404
     assert client_for(customer).get(f"/api/v1/orders/{theirs.pk}/events/").status_code == 404
