@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from config import queues
 from core import dead_letters
-from core.admin_tools import EstimatedCountPaginator, ReadOnlyAdmin, duration_display
+from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin, duration_display
 from core.models import DeadLetter, OutboxMessage, TaskFailure
 from core.readings import outbox_backlog, queue_depths
 
@@ -23,15 +23,13 @@ logger = logging.getLogger(__name__)
 
 
 @admin.register(TaskFailure)
-class TaskFailureAdmin(admin.ModelAdmin):
+class TaskFailureAdmin(BoundedCountAdmin):
     """Tasks that failed for good; their messages are in the dead-letter queues (manage.py dlq)."""
 
     list_display = ["failed_at", "task_name", "task_id", "queue", "retries", "error"]
     list_filter = ["queue", "task_name"]
     search_fields = ["task_id", "task_name", "error"]
     date_hierarchy = "failed_at"
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -65,14 +63,12 @@ class OutboxStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ReadOnlyAdmin):
+class OutboxMessageAdmin(BoundedCountAdmin, ReadOnlyAdmin):
     """Tasks written with their business change; unpublished ones wait for the relay."""
 
     list_display = ["id", "task_name", "args", "created_at", "age", "published_at", "attempts", "last_error"]
     list_filter = [OutboxStateFilter]
     search_fields = ["=id", "task_name"]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
 
     def get_ordering(self, request: HttpRequest) -> tuple[str, ...]:
         # Each state has its index: the partial one on unpublished rows, and published_at.

@@ -6,34 +6,41 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
-# Tables estimated above this many rows are not counted exactly on unfiltered list pages.
-EXACT_COUNT_LIMIT = 10_000
+from core.counting import count_at_most
+
+# The largest primary key (bigint): a longer number typed in a search box is no id, not an error.
+MAX_ID = 2**63 - 1
 
 
-class EstimatedCountPaginator(Paginator):
-    """Use PostgreSQL's row estimate for large unfiltered tables instead of ``COUNT(*)``.
+class BoundedCountPaginator(Paginator):
+    """The admin's paginator for tables that grow: it counts at most ``COUNT_LIMIT`` rows.
 
-    The admin counts the whole table on every list page; at hundreds of thousands of orders
-    that scan costs more than the page itself. Filtered lists are still counted exactly.
+    Django's admin counts every row its filters match (``COUNT(*)``) for each list page, which
+    over millions of orders costs seconds. Here a list with more rows than the limit says so
+    (``10000 + orders``, core.counting.CountAtLeast) and pages through its first ``COUNT_LIMIT``
+    rows, newest first; older rows are reached through the list's filters and search, not by an
+    offset that would read every row it skips. With ``show_full_result_count = False`` the admin
+    counts nothing else.
     """
 
     @cached_property
     def count(self) -> int:
-        query = getattr(self.object_list, "query", None)
-        if query is not None and not query.where:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [self.object_list.model._meta.db_table],  # type: ignore[attr-defined]
-                )
-                row = cursor.fetchone()
-            if row and row[0] > EXACT_COUNT_LIMIT:
-                return int(row[0])
+        if isinstance(self.object_list, QuerySet):
+            return count_at_most(self.object_list)
         return super().count
+
+
+class BoundedCountAdmin(admin.ModelAdmin):
+    """A list over a table that grows: counts bounded, no facet counts, sorted only by what is indexed."""
+
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    # Facets count the rows of every filter choice, each a COUNT(*) over the table.
+    show_facets = admin.ShowFacets.NEVER
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

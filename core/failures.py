@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from celery import Task
 from celery.worker.consumer import Consumer
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 
 from config.queues import queue_from_routing_key
 from core.metrics import DEAD_LETTERED
+from core.retention import rows_prune
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +106,12 @@ class DeadLetteringConsumer(Consumer):
         message.reject(requeue=False)
         queue = queue_from_routing_key((message.delivery_info or {}).get("routing_key"))
         DEAD_LETTERED.labels(queue, "undecodable").inc()
+
+
+def task_failure_prune() -> int:
+    """Delete failures recorded more than ``TASK_FAILURE_RETENTION_DAYS`` ago, in batches; returns
+    how many. A dead letter older than that is still listed by ``manage.py dlq``, without its error."""
+    from core.models import TaskFailure
+
+    cutoff = timezone.now() - timedelta(days=settings.TASK_FAILURE_RETENTION_DAYS)
+    return rows_prune(TaskFailure.objects.filter(failed_at__lt=cutoff), age_field="failed_at")

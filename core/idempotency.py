@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import status
@@ -28,6 +29,7 @@ from rest_framework.response import Response
 from core.errors import Conflict, DomainError
 from core.models import IdempotencyKey
 from core.openapi import raises
+from core.retention import rows_prune
 
 HEADER = "Idempotency-Key"
 KEY_TTL = timedelta(hours=24)
@@ -106,6 +108,8 @@ def idempotent(view_method: ViewMethod) -> ViewMethod:
     return raises(InvalidIdempotencyKey, IdempotencyKeyReused, IdempotencyKeyInProgress)(wrapper)
 
 
-def idempotency_key_cleanup() -> int:
-    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=timezone.now() - KEY_TTL).delete()
-    return deleted
+def idempotency_key_prune() -> int:
+    """Delete keys older than ``IDEMPOTENCY_KEY_RETENTION_HOURS`` (never less than ``KEY_TTL``:
+    a younger key still answers its repeats), in batches; returns how many."""
+    cutoff = timezone.now() - max(KEY_TTL, timedelta(hours=settings.IDEMPOTENCY_KEY_RETENTION_HOURS))
+    return rows_prune(IdempotencyKey.objects.filter(created_at__lt=cutoff), age_field="created_at")

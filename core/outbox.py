@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,6 +30,7 @@ from kombu.connection import ConnectionPool
 
 from config.celery_app import app
 from core.models import OutboxMessage
+from core.retention import rows_prune
 from core.tracing import outbox_publish_span, traceparent_current
 
 logger = logging.getLogger(__name__)
@@ -48,8 +50,6 @@ RELAY_BATCH_SIZE = 200
 # every request until the alarm clears.
 CONFIRM_TIMEOUT_SECONDS = 10.0
 AFTER_COMMIT_TIMEOUT_SECONDS = 2.0
-# Published rows are kept this long for inspection (the admin's outbox page), then pruned.
-PUBLISHED_RETENTION = timedelta(days=1)
 
 _broker_unavailable_until = 0.0
 
@@ -266,7 +266,8 @@ def outbox_relay(*, batch_size: int = RELAY_BATCH_SIZE, grace: timedelta = RELAY
             return published
 
 
-def outbox_prune(*, older_than: timedelta = PUBLISHED_RETENTION) -> int:
-    """Delete rows published more than ``older_than`` ago; returns how many."""
-    deleted, _ = OutboxMessage.objects.filter(published_at__lt=timezone.now() - older_than).delete()
-    return deleted
+def outbox_prune() -> int:
+    """Delete rows published more than ``OUTBOX_RETENTION_HOURS`` ago (kept until then for the
+    admin's outbox page), in batches; returns how many."""
+    cutoff = timezone.now() - timedelta(hours=settings.OUTBOX_RETENTION_HOURS)
+    return rows_prune(OutboxMessage.objects.filter(published_at__lt=cutoff), age_field="published_at")

@@ -7,7 +7,8 @@ import uuid
 from celery import shared_task
 from django.utils import timezone
 
-from core.idempotency import idempotency_key_cleanup
+from core.failures import task_failure_prune
+from core.idempotency import idempotency_key_prune
 from core.models import WorkerHeartbeat
 from core.outbox import outbox_prune, outbox_relay
 
@@ -26,16 +27,23 @@ def outbox_relay_task() -> int:
 
 
 @shared_task(acks_on_failure_or_timeout=True)
-def idempotency_key_cleanup_task() -> int:
-    deleted = idempotency_key_cleanup()
-    logger.info("Deleted %d expired idempotency key(s)", deleted)
+def outbox_prune_task() -> int:
+    deleted = outbox_prune()
+    logger.info("Deleted %d published outbox row(s) past their retention", deleted)
     return deleted
 
 
 @shared_task(acks_on_failure_or_timeout=True)
-def outbox_prune_task() -> int:
-    deleted = outbox_prune()
-    logger.info("Deleted %d published outbox row(s) past their retention", deleted)
+def idempotency_key_prune_task() -> int:
+    deleted = idempotency_key_prune()
+    logger.info("Deleted %d idempotency key(s) past their retention", deleted)
+    return deleted
+
+
+@shared_task(acks_on_failure_or_timeout=True)
+def task_failure_prune_task() -> int:
+    deleted = task_failure_prune()
+    logger.info("Deleted %d task failure(s) past their retention", deleted)
     return deleted
 
 

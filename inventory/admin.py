@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from core.admin_tools import EstimatedCountPaginator, ReadOnlyAdmin
+from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin
 from core.errors import DomainError
 from inventory.models import Product, StockLedgerEntry
 from inventory.services import stock_adjust
@@ -30,7 +30,7 @@ class StockAdjustmentForm(forms.Form):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(BoundedCountAdmin):
     list_display = ["sku", "name", "price", "currency", "available", "claimed", "active", "updated_at"]
     list_filter = ["active", "currency"]
     search_fields = ["sku", "name"]
@@ -39,8 +39,6 @@ class ProductAdmin(admin.ModelAdmin):
         "sku", "name", "price", "currency", "active",
         "available", "claimed", "recent_ledger", "created_at", "updated_at",
     ]  # fmt: skip
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Product | None = None) -> list[str]:
         # Stock changes go through the adjustment form (which writes the ledger), never by hand.
@@ -110,10 +108,8 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(StockLedgerEntry)
-class StockLedgerEntryAdmin(ReadOnlyAdmin):
+class StockLedgerEntryAdmin(BoundedCountAdmin, ReadOnlyAdmin):
     list_display = ["created_at", "product", "kind", "delta", "order_id", "reason"]
     list_filter = ["kind", "product"]
     search_fields = ["product__sku", "=order_id"]
     list_select_related = ["product"]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from core.admin_tools import EstimatedCountPaginator, ReadOnlyAdmin
+from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin
 from notifications.attempts import Channel
 from notifications.models import (
     DeliveryAttempt,
@@ -111,7 +111,7 @@ def resend_emails(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: 
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ResendableAdmin):
+class WebhookDeliveryAdmin(BoundedCountAdmin, ResendableAdmin):
     list_display = [
         "id", "event_type", "endpoint", "status", "attempt_count", "last_response_code",
         "created_at", "last_attempt_at", "next_attempt_at",
@@ -121,8 +121,6 @@ class WebhookDeliveryAdmin(ResendableAdmin):
     search_fields = ["=event__id", "endpoint__url"]
     inlines = [DeliveryAttemptInline]
     actions = [resend_deliveries]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
         return super().get_queryset(request).select_related("event", "endpoint")
@@ -133,14 +131,12 @@ class WebhookDeliveryAdmin(ResendableAdmin):
 
 
 @admin.register(EmailNotification)
-class EmailNotificationAdmin(ResendableAdmin):
+class EmailNotificationAdmin(BoundedCountAdmin, ResendableAdmin):
     list_display = ["id", "event_type", "recipient", "status", "attempt_count", "last_error", "created_at", "sent_at"]
     list_filter = ["status"]
     list_select_related = ["event"]
     search_fields = ["recipient", "=event__id"]
     actions = [resend_emails]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[EmailNotification]:
         return super().get_queryset(request).select_related("event")
@@ -151,9 +147,7 @@ class EmailNotificationAdmin(ResendableAdmin):
 
 
 @admin.register(NotificationEvent)
-class NotificationEventAdmin(ReadOnlyAdmin):
+class NotificationEventAdmin(BoundedCountAdmin, ReadOnlyAdmin):
     list_display = ["id", "event_type", "created_at"]
     list_filter = ["event_type"]
     search_fields = ["=id"]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False

@@ -138,6 +138,8 @@ class DeliveryAttempt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["delivery", "number"], name="delivery_attempt_unique_number"),
         ]
+        # Attempts are pruned by age (notifications.services.retention).
+        indexes = [models.Index(fields=["attempted_at"], name="delivery_attempt_at_idx")]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of delivery {self.delivery_id}: {self.status_code or self.error}"

@@ -9,6 +9,7 @@ without requeue: RabbitMQ dead-letters it to ``notifications.dlq``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,9 @@ from notifications.attempts import Channel, Outcome, SendResult, Verdict, next_r
 from notifications.errors import NotificationAttemptFailed, NotificationGaveUp
 from notifications.metrics import delivery_count
 from notifications.services import email_notification_send, notifications_fan_out, webhook_delivery_send
+from notifications.services.retention import delivery_attempt_prune
+
+logger = logging.getLogger(__name__)
 
 # PostgreSQL unreachable: as transient as a 503, so retried on the same schedule and budget.
 DATABASE_OUTAGES = (db.OperationalError, db.InterfaceError)
@@ -65,3 +69,11 @@ def notification_fan_out_task(events: list[list[Any]]) -> str:
     """``events``: ``[event id, event type, recipient or None]`` each, as published."""
     deliveries, emails = notifications_fan_out(events=events)
     return f"{deliveries} deliveries, {emails} e-mails"
+
+
+# Periodic: a failed run is acknowledged, not dead-lettered; the next tick prunes what it left.
+@shared_task(acks_on_failure_or_timeout=True)
+def delivery_attempt_prune_task() -> int:
+    deleted = delivery_attempt_prune()
+    logger.info("Deleted %d webhook delivery attempt(s) past their retention", deleted)
+    return deleted

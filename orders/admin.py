@@ -10,8 +10,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from core.admin_tools import EstimatedCountPaginator
+from core.admin_tools import MAX_ID, BoundedCountAdmin
 from core.errors import DomainError
+from inventory.selectors import products_by_sku
 from orders.models import Actor, Order, OrderEvent, OrderLine, PaymentWebhookReceipt
 from orders.services import ORDER_ACTIONS, order_reservation_retry
 
@@ -52,11 +53,29 @@ class OrderEventInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("actor_user")
 
 
+# Orders one action may change: each is a transaction of its own within one request, and
+# "select all" in a list of millions must not become millions of them.
+MAX_ORDERS_PER_ACTION = 200
+
+
+def _selected_ids(modeladmin: OrderAdmin, request: HttpRequest, orders: QuerySet[Order]) -> list[int] | None:
+    """The selected orders' ids, or None (and a message) when there are more than one action may change."""
+    ids = list(orders.order_by("pk").values_list("pk", flat=True)[: MAX_ORDERS_PER_ACTION + 1])
+    if len(ids) > MAX_ORDERS_PER_ACTION:
+        modeladmin.message_user(
+            request,
+            f"Nothing was done: at most {MAX_ORDERS_PER_ACTION} orders at a time. Narrow the list with its filters.",
+            messages.ERROR,
+        )
+        return None
+    return ids
+
+
 def _run_action(modeladmin: OrderAdmin, request: HttpRequest, orders: QuerySet[Order], name: str) -> None:
     """Apply action ``name`` to each selected order through its service, reporting per order."""
     act = ORDER_ACTIONS[name]
     outcomes: dict[str, list[str]] = defaultdict(list)
-    for order_id in orders.order_by("pk").values_list("pk", flat=True):
+    for order_id in _selected_ids(modeladmin, request, orders) or []:
         try:
             act(order_id=order_id, actor=Actor.STAFF, actor_user=request.user)
         except DomainError as exc:
@@ -95,7 +114,7 @@ TRANSITION_ACTIONS = [
 def retry_reservation(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
     retried: list[str] = []
     skipped: list[str] = []
-    for order_id in queryset.order_by("pk").values_list("pk", flat=True):
+    for order_id in _selected_ids(modeladmin, request, queryset) or []:
         (retried if order_reservation_retry(order_id=order_id) else skipped).append(str(order_id))
     if retried:
         modeladmin.message_user(request, f"Reservation queued again for order(s) {', '.join(retried)}.")
@@ -104,15 +123,19 @@ def retry_reservation(modeladmin: OrderAdmin, request: HttpRequest, queryset: Qu
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(BoundedCountAdmin):
     list_display = ["id", "status", "email", "total", "currency", "created_at", "expires_at"]
     list_filter = ["status", ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["=id", "email", "=lines__sku"]
+    # Each kind of search term is answered from an index (get_search_results); Django's own
+    # search would OR a substring match of every field over a join, which reads the whole table.
+    search_fields = ["=id", "=email", "=lines__sku"]
+    search_help_text = "An order number, an e-mail address (in any case) or a SKU."
     ordering = ["-created_at", "-pk"]
+    # Creation time is the one column every filter's index is ordered by; sorting by another
+    # would sort every matching order to show fifty.
+    sortable_by = ["created_at"]
     inlines = [OrderLineInline, OrderEventInline]
     actions = [*TRANSITION_ACTIONS, retry_reservation]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
     list_per_page = 50
     fields = readonly_fields = (
         "id", "status", "customer", "email", "total", "currency",
@@ -123,10 +146,16 @@ class OrderAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[Order], search_term: str
     ) -> tuple[QuerySet[Order], bool]:
         term = search_term.strip()
-        if term.isdigit():  # an order number
-            return queryset.filter(pk=int(term)), False
-        # e-mail or SKU; SKU matches join the lines, so duplicates are possible
-        return super().get_search_results(request, queryset.all(), term)
+        if not term:
+            return queryset, False
+        if term.isascii() and term.isdigit():  # an order number
+            return (queryset.filter(pk=int(term)) if int(term) <= MAX_ID else queryset.none()), False
+        if "@" in term:  # the (upper(email), created_at, id) index
+            return queryset.filter(email__iexact=term), False
+        # A SKU: the orders with a line of that product (an order has one line per product, so
+        # no duplicates), through the index of the lines' product.
+        product = products_by_sku(skus=[term]).get(term)
+        return (queryset.filter(lines__product=product) if product else queryset.none()), False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
         return super().get_queryset(request).select_related("customer")
@@ -139,13 +168,28 @@ class OrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(PaymentWebhookReceipt)
-class PaymentWebhookReceiptAdmin(admin.ModelAdmin):
+class PaymentWebhookReceiptAdmin(BoundedCountAdmin):
     list_display = ["received_at", "webhook_id", "event_type", "order", "amount", "currency", "outcome"]
     list_filter = ["outcome", "event_type"]
     search_fields = ["=webhook_id", "=order__id"]
+    search_help_text = "A webhook-id or an order number."
+    sortable_by = ["received_at"]
+    ordering = ["-received_at", "-pk"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[PaymentWebhookReceipt], search_term: str
+    ) -> tuple[QuerySet[PaymentWebhookReceipt], bool]:
+        # Exact matches, through the webhook-id's unique index and the order's foreign key index
+        # (Django's "=" search compares upper-cased text, which no index serves).
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        matches = queryset.filter(webhook_id=term)
+        if term.isascii() and term.isdigit() and int(term) <= MAX_ID:
+            matches = matches | queryset.filter(order_id=int(term))
+        return matches, False
+
     readonly_fields = [f.name for f in PaymentWebhookReceipt._meta.fields]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

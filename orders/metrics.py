@@ -12,6 +12,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from core.counting import COUNT_LIMIT
 from core.errors import DomainError
 from core.metrics import NAMESPACE, count_after_commit
 from orders.models import OrderStatus, PaymentWebhookReceipt
@@ -86,9 +87,13 @@ class OrderDeskCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = order_desk_stats()
-        per_status = GaugeMetricFamily(f"{NAMESPACE}_orders", "Orders in each status.", labels=["status"])
+        per_status = GaugeMetricFamily(
+            f"{NAMESPACE}_orders",
+            f"Orders in each status: exact up to {COUNT_LIMIT}, PostgreSQL's estimate above.",
+            labels=["status"],
+        )
         for status in OrderStatus:
-            per_status.add_metric([status.value], stats.per_status.get(status.value, 0))
+            per_status.add_metric([status.value], stats.per_status[status.value].value)
         oldest = GaugeMetricFamily(
             f"{NAMESPACE}_oldest_pending_order_age_seconds",
             "Age of the oldest order still pending (waiting for its stock reservation); 0 when none.",

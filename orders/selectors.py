@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Min, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
+from core.counting import RowCount, count_bounded
 from core.errors import NotFound
 from core.readings import cached_reading, datetime_from_json, datetime_to_json
 from inventory.models import Product
@@ -90,10 +91,16 @@ def order_event_list(*, user: AbstractBaseUser | AnonymousUser, order_id: int) -
 
 @dataclass(frozen=True)
 class OrderDeskStats:
-    """What operators watch: orders per status, recent intake, the oldest order still pending."""
+    """What operators watch: orders per status, recent intake, the oldest order still pending.
 
-    per_status: dict[str, int]  # every status, zero included
-    created_last_hour: int
+    Counts are exact up to ``core.counting.COUNT_LIMIT`` and PostgreSQL's estimate above it:
+    the statuses operators act on (pending, reserved, paid) stay small and exact, while the final
+    ones grow with history and are shown as estimates, at the same cost at 10 million orders as
+    at 10.
+    """
+
+    per_status: dict[str, RowCount]  # every status, zero included
+    created_last_hour: RowCount
     oldest_pending_created_at: datetime | None
     # The payment deadline of the reserved order most past it: the expiry sweep (on beat, every
     # few seconds) closes such orders, so one long past its deadline means beat is not running.
@@ -113,13 +120,24 @@ class OrderDeskStats:
 
 
 def _read_order_desk_stats() -> OrderDeskStats:
-    # One grouped index-only scan of (status, -created_at); the other two use the same indexes.
-    counts = dict(Order.objects.order_by().values_list("status").annotate(n=Count("pk")))
-    per_status = {status.value: counts.get(status.value, 0) for status in OrderStatus}
-    last_hour = Order.objects.filter(created_at__gte=timezone.now() - timedelta(hours=1)).count()
-    oldest_pending = Order.objects.filter(status=OrderStatus.PENDING).aggregate(oldest=Min("created_at"))["oldest"]
+    # Each count reads at most COUNT_LIMIT + 1 entries of the (status, created_at, id) or the
+    # (created_at, id) index; the oldest pending order is the last entry of its status.
+    newest_first = Order.objects.order_by("-created_at", "-id")
+    per_status = {status.value: count_bounded(newest_first.filter(status=status)) for status in OrderStatus}
+    last_hour = count_bounded(newest_first.filter(created_at__gte=timezone.now() - timedelta(hours=1)))
+    oldest_pending = (
+        Order.objects.filter(status=OrderStatus.PENDING)
+        .order_by("created_at", "id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
     # The partial index on reserved orders' deadlines: the first entry.
-    overdue = Order.objects.filter(status=OrderStatus.RESERVED).aggregate(first=Min("expires_at"))["first"]
+    overdue = (
+        Order.objects.filter(status=OrderStatus.RESERVED)
+        .order_by("expires_at", "id")
+        .values_list("expires_at", flat=True)
+        .first()
+    )
     if overdue is not None and overdue > timezone.now():
         overdue = None
     return OrderDeskStats(per_status, last_hour, oldest_pending, overdue)
@@ -131,12 +149,17 @@ def order_desk_stats() -> OrderDeskStats:
         "order_desk_stats",
         _read_order_desk_stats,
         to_json=lambda s: [
-            s.per_status,
-            s.created_last_hour,
+            {status: [count.value, count.exact] for status, count in s.per_status.items()},
+            [s.created_last_hour.value, s.created_last_hour.exact],
             datetime_to_json(s.oldest_pending_created_at),
             datetime_to_json(s.most_overdue_expires_at),
         ],
-        from_json=lambda row: OrderDeskStats(row[0], row[1], datetime_from_json(row[2]), datetime_from_json(row[3])),
+        from_json=lambda row: OrderDeskStats(
+            {status: RowCount(*count) for status, count in row[0].items()},
+            RowCount(*row[1]),
+            datetime_from_json(row[2]),
+            datetime_from_json(row[3]),
+        ),
     )
 
 

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from core.log_context import log_context_bind_order
 from orders.activity import activity_rollup
 from orders.services import order_expire_overdue, order_reserve
+from orders.services.retention import payment_receipt_prune
+
+logger = logging.getLogger(__name__)
 
 # Only an unreachable or failing database is worth retrying; any other error is a bug or bad
 # data that a retry would not fix, so the message goes to the dead-letter queue at once.
@@ -38,3 +43,11 @@ def order_expire_overdue_task() -> int:
 @shared_task(acks_on_failure_or_timeout=True)
 def activity_rollup_task() -> int:
     return activity_rollup()
+
+
+# Periodic, like the sweep: the next tick prunes what a failed run left.
+@shared_task(acks_on_failure_or_timeout=True)
+def payment_receipt_prune_task() -> int:
+    deleted = payment_receipt_prune()
+    logger.info("Deleted %d payment callback receipt(s) past their retention", deleted)
+    return deleted

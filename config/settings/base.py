@@ -7,6 +7,7 @@ the defaults here are for local development against services on 127.0.0.1.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -232,6 +233,30 @@ NOTIFY_BACKOFF_MAX_SECONDS = env.float("NOTIFY_BACKOFF_MAX_SECONDS", default=600
 NOTIFY_SEND_LEASE_SECONDS = env.int("NOTIFY_SEND_LEASE_SECONDS", default=120)
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 
+# --- Retention (core/retention.py): how long rows that only record the past are kept ---------
+# Each table is pruned by its own periodic task every RETENTION_PRUNE_SECONDS, in batches.
+# Orders, their lines and events, and the stock ledger are kept for good.
+RETENTION_PRUNE_SECONDS = env.float("RETENTION_PRUNE_SECONDS", default=3600)
+OUTBOX_RETENTION_HOURS = env.float("OUTBOX_RETENTION_HOURS", default=24)
+# At least the contract's 24 hours, during which a repeated request must answer the first response.
+IDEMPOTENCY_KEY_RETENTION_HOURS = env.float("IDEMPOTENCY_KEY_RETENTION_HOURS", default=24)
+TASK_FAILURE_RETENTION_DAYS = env.float("TASK_FAILURE_RETENTION_DAYS", default=30)
+# At least a week: a receipt is what makes a payment provider's retry of a callback (same
+# webhook-id, fresh signature; providers retry for days) a harmless duplicate.
+PAYMENT_RECEIPT_RETENTION_DAYS = env.float("PAYMENT_RECEIPT_RETENTION_DAYS", default=90)
+WEBHOOK_ATTEMPT_RETENTION_DAYS = env.float("WEBHOOK_ATTEMPT_RETENTION_DAYS", default=30)
+RETENTION_MINIMUMS = {
+    "RETENTION_PRUNE_SECONDS": (RETENTION_PRUNE_SECONDS, 60),
+    "OUTBOX_RETENTION_HOURS": (OUTBOX_RETENTION_HOURS, 1),
+    "IDEMPOTENCY_KEY_RETENTION_HOURS": (IDEMPOTENCY_KEY_RETENTION_HOURS, 24),
+    "TASK_FAILURE_RETENTION_DAYS": (TASK_FAILURE_RETENTION_DAYS, 1),
+    "PAYMENT_RECEIPT_RETENTION_DAYS": (PAYMENT_RECEIPT_RETENTION_DAYS, 7),
+    "WEBHOOK_ATTEMPT_RETENTION_DAYS": (WEBHOOK_ATTEMPT_RETENTION_DAYS, 1),
+}
+for _name, (_value, _minimum) in RETENTION_MINIMUMS.items():
+    if _value < _minimum:
+        raise ImproperlyConfigured(f"{_name} must be at least {_minimum}, not {_value:g}")
+
 # --- E-mail -------------------------------------------------------------------------------
 if "EMAIL_URL" in env:
     vars().update(env.email_url("EMAIL_URL"))
@@ -358,13 +383,26 @@ CELERY_BEAT_SCHEDULE = {
         "task": "orders.tasks.order_expire_overdue_task",
         "schedule": ORDER_EXPIRY_SWEEP_SECONDS,
     },
-    "idempotency-cleanup": {
-        "task": "core.tasks.idempotency_key_cleanup_task",
-        "schedule": 3600.0,
-    },
+    # Retention (above): one task per table, so a slow or failing one never holds up the others.
     "outbox-prune": {
         "task": "core.tasks.outbox_prune_task",
-        "schedule": 3600.0,
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
+    "idempotency-key-prune": {
+        "task": "core.tasks.idempotency_key_prune_task",
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
+    "task-failure-prune": {
+        "task": "core.tasks.task_failure_prune_task",
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
+    "payment-receipt-prune": {
+        "task": "orders.tasks.payment_receipt_prune_task",
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
+    "delivery-attempt-prune": {
+        "task": "notifications.tasks.delivery_attempt_prune_task",
+        "schedule": RETENTION_PRUNE_SECONDS,
     },
     # The ledger check of `reconcile_stock`, exported as a metric (inventory/reconciliation.py).
     # To the orders queue, with the other periodic work: never in the way of a reservation.

@@ -99,7 +99,10 @@ def test_status_and_creation_time_filters_combine(customer, client_for):
     assert ids(client.get("/api/v1/orders/?status=paid")) == paid[::-1]
     assert ids(client.get(f"/api/v1/orders/?{window}")) == [paid[1], pending[1]]
     assert ids(client.get(f"/api/v1/orders/?status=pending&{window}")) == [pending[1]]
-    assert ids(client.get("/api/v1/orders/?created_before=2026-03-02")) == [paid[0], pending[0]]  # a date is its midnight, UTC
+    assert ids(client.get("/api/v1/orders/?created_before=2026-03-02")) == [
+        paid[0],
+        pending[0],
+    ]  # a date is its midnight, UTC
     assert ids(client.get("/api/v1/orders/?status=&created_after=")) == ids(client.get("/api/v1/orders/"))
 
 
