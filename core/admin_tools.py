@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 
-from core.counting import count_at_most
+from core.counting import COUNT_LIMIT, count_at_most
 
 # The largest primary key (bigint): a longer number typed in a search box is no id, not an error.
 MAX_ID = 2**63 - 1
@@ -21,21 +21,23 @@ class BoundedCountPaginator(Paginator):
 
     Django's admin counts every row its filters match (``COUNT(*)``) for each list page, which
     over millions of orders costs seconds. Here a list with more rows than the limit says so
-    (``10000 + orders``, core.counting.CountAtLeast) and pages through its first ``COUNT_LIMIT``
+    (``10000+ orders``, core.counting.CountAtLeast) and pages through its first ``COUNT_LIMIT``
     rows, newest first; older rows are reached through the list's filters and search, not by an
     offset that would read every row it skips. With ``show_full_result_count = False`` the admin
     counts nothing else.
     """
 
+    limit = COUNT_LIMIT
+
     @cached_property
     def count(self) -> int:
         if isinstance(self.object_list, QuerySet):
-            return count_at_most(self.object_list)
+            return count_at_most(self.object_list, limit=self.limit)
         return super().count
 
 
 class BoundedCountAdmin(admin.ModelAdmin):
-    """A list over a table that grows: counts bounded, no facet counts, sorted only by what is indexed."""
+    """A list over a table that grows: its count bounded, and no facet counts."""
 
     paginator = BoundedCountPaginator
     show_full_result_count = False

@@ -41,8 +41,14 @@ class RowCount:
 
 
 def count_at_most(queryset: QuerySet[Any], *, limit: int = COUNT_LIMIT) -> int:
-    """The number of rows of ``queryset``, or :class:`CountAtLeast` ``limit`` if there are more."""
-    counted = queryset.order_by()[: limit + 1].count()
+    """The number of rows of ``queryset``, or :class:`CountAtLeast` ``limit`` if there are more.
+
+    Order ``queryset`` as the index that serves its filters is ordered (a list's own ordering):
+    the count then walks that index and stops at the limit. Unordered, the planner may scan the
+    table for the first rows it meets, which is cheap for a value it rightly expects to be
+    frequent and reads the whole table for one it wrongly does.
+    """
+    counted = queryset[: limit + 1].count()
     return counted if counted <= limit else CountAtLeast(limit)
 
 
@@ -53,7 +59,8 @@ def row_estimate(queryset: QuerySet[Any]) -> int:
 
 
 def count_bounded(queryset: QuerySet[Any], *, limit: int = COUNT_LIMIT) -> RowCount:
-    """Exact up to ``limit`` rows; above it, the planner's estimate (at least ``limit + 1``)."""
+    """Exact up to ``limit`` rows; above it, the planner's estimate (at least ``limit + 1``).
+    Order ``queryset`` as for :func:`count_at_most`."""
     counted = count_at_most(queryset, limit=limit)
     if not isinstance(counted, CountAtLeast):
         return RowCount(counted, exact=True)

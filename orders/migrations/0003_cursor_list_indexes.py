@@ -12,15 +12,47 @@ from django.conf import settings
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations, models
 
-# Django's name for the index of the customer foreign key, dropped: the (customer, created_at, id)
-# index serves every lookup by customer.
-CUSTOMER_FK_INDEX = "orders_order_customer_id_0b76f6a4"
+# Django's names for the indexes of foreign keys that composite indexes now serve: the order's
+# customer by (customer, created_at, id), the line's order by the unique (order, product), the
+# line's product by (product, order).
+FOREIGN_KEY_INDEXES = {
+    ("order", "customer"): ("orders_order", "customer_id", "orders_order_customer_id_0b76f6a4"),
+    ("orderline", "order"): ("orders_orderline", "order_id", "orders_orderline_order_id_17f8f3ef"),
+    ("orderline", "product"): ("orders_orderline", "product_id", "orders_orderline_product_id_a68772b6"),
+}
+TARGETS = {
+    ("order", "customer"): (settings.AUTH_USER_MODEL, django.db.models.deletion.PROTECT, "orders"),
+    ("orderline", "order"): ("orders.order", django.db.models.deletion.CASCADE, "lines"),
+    ("orderline", "product"): ("inventory.product", django.db.models.deletion.PROTECT, "+"),
+}
+
+
+def foreign_key_without_index(model_name, name):
+    """The foreign key now declared ``db_index=False``, its index dropped concurrently."""
+    table, column, index = FOREIGN_KEY_INDEXES[model_name, name]
+    to, on_delete, related_name = TARGETS[model_name, name]
+    return migrations.SeparateDatabaseAndState(
+        state_operations=[
+            migrations.AlterField(
+                model_name=model_name,
+                name=name,
+                field=models.ForeignKey(db_index=False, on_delete=on_delete, related_name=related_name, to=to),
+            ),
+        ],
+        database_operations=[
+            migrations.RunSQL(
+                f'DROP INDEX CONCURRENTLY IF EXISTS "{index}"',
+                reverse_sql=f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{index}" ON "{table}" ("{column}")',
+            ),
+        ],
+    )
 
 
 class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
+        ("inventory", "0002_product_claimed"),
         ("orders", "0002_backfill_product_claims"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -37,12 +69,6 @@ class Migration(migrations.Migration):
         AddIndexConcurrently(
             model_name="order",
             index=models.Index(fields=["customer", "-created_at", "-id"], name="order_customer_recent_idx"),
-        ),
-        AddIndexConcurrently(
-            model_name="order",
-            index=models.Index(
-                fields=["customer", "status", "-created_at", "-id"], name="order_customer_status_idx"
-            ),
         ),
         AddIndexConcurrently(
             model_name="order",
@@ -69,25 +95,11 @@ class Migration(migrations.Migration):
         RemoveIndexConcurrently(model_name="order", name="order_status_created_idx"),
         RemoveIndexConcurrently(model_name="order", name="order_created_idx"),
         RemoveIndexConcurrently(model_name="order", name="order_reserved_expires_idx"),
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.AlterField(
-                    model_name="order",
-                    name="customer",
-                    field=models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="orders",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-            ],
-            database_operations=[
-                migrations.RunSQL(
-                    f'DROP INDEX CONCURRENTLY IF EXISTS "{CUSTOMER_FK_INDEX}"',
-                    reverse_sql=f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{CUSTOMER_FK_INDEX}" '
-                    'ON "orders_order" ("customer_id")',
-                ),
-            ],
+        AddIndexConcurrently(
+            model_name="orderline",
+            index=models.Index(fields=["product", "-order"], name="order_line_product_order_idx"),
         ),
+        foreign_key_without_index("order", "customer"),
+        foreign_key_without_index("orderline", "order"),
+        foreign_key_without_index("orderline", "product"),
     ]

@@ -7,7 +7,7 @@ from inventory.models import Product
 from orders.models import Actor, Order
 from orders.services import order_mark_paid, order_reserve, order_ship
 from tests.admin_pages import admin_action, queries_for
-from tests.factories import StaffFactory, make_order, make_product
+from tests.factories import StaffFactory, UserFactory, bulk_orders, make_order, make_product
 
 pytestmark = pytest.mark.django_db
 
@@ -72,6 +72,37 @@ def test_search_finds_orders_by_id_email_and_sku(admin_client_):
     assert ids(str(order.pk)) == {order.pk}
     assert ids("FIND-ME") == {order.pk}
     assert ids(other.email) == {other.pk}
+    assert ids(other.email.upper()) == {other.pk}
+    # what is none of them finds nothing, and fails nothing
+    for term in ("find-me", "no-such-sku", "9" * 30, "\u00b2", "%", "nobody@example.com"):
+        assert ids(term) == set(), term
+
+
+def test_a_list_longer_than_the_count_limit_says_so_and_pages_through_the_limit(admin_client_, monkeypatch):
+    # given more orders than the admin counts (a limit of 3 here)
+    monkeypatch.setattr("core.admin_tools.BoundedCountPaginator.limit", 3)
+    product = make_product(stock=100)
+    bulk_orders(customer=UserFactory(), product=product, count=5, quantity=1)
+    monkeypatch.setattr("orders.admin.OrderAdmin.list_per_page", 2)
+
+    response = admin_client_.get("/admin/orders/order/")
+
+    # then it shows "3+ orders" and the pages of the first 3
+    html = response.content.decode()
+    assert "3+ orders" in html
+    assert response.context["cl"].paginator.num_pages == 2
+    assert "Select all 3+ orders" in html
+
+
+def test_an_action_on_more_orders_than_it_may_change_changes_none(admin_client_, monkeypatch):
+    monkeypatch.setattr("orders.admin.MAX_ORDERS_PER_ACTION", 2)
+    product = make_product(stock=100)
+    orders = [make_order(lines=[(product, 1)]) for _ in range(3)]
+
+    texts = admin_action(admin_client_, "/admin/orders/order/", "cancel_orders", [o.pk for o in orders])
+
+    assert any("Nothing was done: at most 2 orders at a time" in t for t in texts)
+    assert set(Order.objects.values_list("status", flat=True)) == {"pending"}
 
 
 def test_bulk_cancel_goes_through_the_service_and_reports_per_order(admin_client_):

@@ -1,0 +1,295 @@
+"""Every read on a request path reads the orders through an index, about a page at a time, however
+many orders the shop has (invariant 11).
+
+Over a few rows PostgreSQL reads whole tables whatever the indexes, so the plans are taken over
+a year of history written in SQL (tests/history.py: 100,000 orders of 1,000 customers, with their
+lines and events, statuses in a running shop's proportions, VACUUM ANALYZEd). Each case makes the
+real request (API as a customer and as staff, with every filter, a deep cursor, the admin's
+lists, searches and dashboard, ``/metrics``, the expiry sweep), captures every statement it
+sends, and runs ``EXPLAIN ANALYZE`` on those that read orders, their lines or events. A case fails
+on a sequential scan of the orders, and on a plan that reads (returns, or reads and filters away)
+more rows of those tables than its bound: a page plus one customer's orders for the API, the
+count limit for the admin. A plan that walks an index not made for its filter reads thousands of
+rows here and fails, as ``test_the_check_fails_without_the_index_behind_a_filter`` shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from core.counting import COUNT_LIMIT
+from core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from orders.models import Order, OrderStatus
+from orders.services.expiry import EXPIRY_BATCH_SIZE, order_expire_batch
+from tests.admin_pages import forget_operations_readings
+from tests.factories import StaffFactory, token_for
+from tests.history import History, history_load, history_remove
+
+pytestmark = pytest.mark.django_db
+
+ORDERS = 100_000
+CUSTOMERS = 1_000
+BIG_TABLES = ("orders_order", "orders_orderline", "orders_orderevent")
+
+
+@pytest.fixture(scope="module")
+def history(django_db_setup: None, django_db_blocker: Any) -> Iterator[History]:
+    with django_db_blocker.unblock():
+        loaded = history_load(orders=ORDERS, customers=CUSTOMERS, prefix="plans")
+        try:
+            yield loaded
+        finally:
+            history_remove(loaded)
+
+
+# --- reading plans ---------------------------------------------------------------------------
+
+
+def _outline(node: dict[str, Any], depth: int = 0) -> str:
+    """A plan as a few readable lines: each node, what it reads, its rows."""
+    what = " ".join(str(node[key]) for key in ("Relation Name", "Index Name") if key in node)
+    rows = f"{node.get('Actual Rows', 0)} rows x {node.get('Actual Loops', 1)}"
+    removed = node.get("Rows Removed by Filter", 0)
+    line = f"{'  ' * depth}{node['Node Type']} {what} ({rows}{f', {removed} filtered away' if removed else ''})"
+    return "\n".join([line, *(_outline(child, depth + 1) for child in node.get("Plans", []))])
+
+
+@dataclass
+class PlanReport:
+    statements: int = 0
+    sequential_scans: list[str] = field(default_factory=list)
+    most_rows_read: int = 0
+    worst: str = ""
+
+    def problems(self, bound: int) -> list[str]:
+        found = [f"sequential scan of the orders:\n{plan}" for plan in self.sequential_scans]
+        if self.most_rows_read > bound:
+            found.append(f"{self.most_rows_read} rows of {'/'.join(BIG_TABLES)} read (bound {bound}):\n{self.worst}")
+        return found
+
+
+def _rows_read(node: dict[str, Any]) -> int:
+    """Rows of the big tables a plan node returned or read and threw away, over all its loops."""
+    read = 0
+    if node.get("Relation Name") in BIG_TABLES:
+        per_loop = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+        per_loop += node.get("Rows Removed by Index Recheck", 0)
+        read += per_loop * node.get("Actual Loops", 1)
+    return read + sum(_rows_read(child) for child in node.get("Plans", []))
+
+
+def _sequential_scans(node: dict[str, Any]) -> bool:
+    if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") == "orders_order":
+        return True
+    return any(_sequential_scans(child) for child in node.get("Plans", []))
+
+
+def plans_of(statements: list[str]) -> PlanReport:
+    """EXPLAIN ANALYZE each SELECT of ``statements`` that reads a big table (in a savepoint rolled
+    back after, as a SELECT ... FOR UPDATE takes locks)."""
+    report = PlanReport()
+    for sql in statements:
+        if not sql.lstrip().upper().startswith("SELECT") or not any(f'"{t}"' in sql for t in BIG_TABLES):
+            continue
+        report.statements += 1
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+            (plan,) = cursor.fetchone()
+            transaction.set_rollback(True)
+        root = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+        if _sequential_scans(root):
+            report.sequential_scans.append(f"{sql}\n{_outline(root)}")
+        rows = _rows_read(root)
+        if rows > report.most_rows_read:
+            report.most_rows_read, report.worst = rows, f"{sql}\n{_outline(root)}"
+    return report
+
+
+def statements_of(action: Callable[[], Any]) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        action()
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def get_ok(client: Client | APIClient, url: str) -> Callable[[], Any]:
+    def get() -> Any:
+        response = client.get(url)
+        assert response.status_code == 200, (url, response.content[:500])
+        return response
+
+    return get
+
+
+def assert_bounded(report: PlanReport, bound: int, *, reads: bool = True) -> None:
+    assert report.statements > 0 or not reads, "no statement read the orders"
+    problems = report.problems(bound)
+    assert not problems, "\n".join(problems)
+
+
+# --- the cases -------------------------------------------------------------------------------
+
+
+def _cursor_at(history: History, fraction: float) -> str:
+    """A cursor positioned ``fraction`` of the way from the newest order to the oldest: a page as
+    deep as a client following ``next`` links would reach."""
+    position = history.newest - (history.newest - history.oldest) * fraction
+    return quote(base64.b64encode(urlencode({"p": str(position)}).encode()).decode())
+
+
+def _at(history: History, fraction: float) -> str:
+    return quote((history.oldest + (history.newest - history.oldest) * fraction).isoformat())
+
+
+# Every filter alone and combined, as a customer and as staff (``{...}`` filled in by api_query).
+CUSTOMER_CASES = {
+    "newest": "",
+    "rare status": "status=pending",
+    "common status": "status=completed",
+    "created after": "created_after={half}",
+    "created before": "created_before={half}",
+    "window": "created_after={third}&created_before={two_thirds}",
+    "rare status in a window": "status=paid&created_after={third}&created_before={two_thirds}",
+    "largest page": f"page_size={MAX_PAGE_SIZE}",
+    "deep cursor": "cursor={deep}",
+    "deep cursor, rare status": "status=pending&cursor={deep}",
+}
+STAFF_CASES = CUSTOMER_CASES | {
+    "email": "email={email}",
+    "email and status": "email={email}&status=completed",
+    "email in a window": "email={email}&created_after={third}&created_before={two_thirds}",
+}
+
+
+def api_query(history: History, template: str) -> str:
+    return template.format(
+        half=_at(history, 0.5),
+        third=_at(history, 0.3),
+        two_thirds=_at(history, 0.6),
+        deep=_cursor_at(history, 0.95),
+        email=quote(f"{history.prefix}-7@EXAMPLE.com"),  # in any case
+    )
+
+
+def api_bound(history: History) -> int:
+    """A page (and the row that says there is another) plus every order of one customer: what
+    a list filtered by customer or address may read, and far less than the table."""
+    return MAX_PAGE_SIZE + 1 + history.most_orders_of_one_customer
+
+
+def api_client_for(user: Any) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
+    return client
+
+
+@pytest.mark.parametrize("case", STAFF_CASES)
+def test_staff_order_lists_read_a_page_from_an_index(history: History, case: str):
+    query = api_query(history, STAFF_CASES[case])
+
+    report = plans_of(statements_of(get_ok(api_client_for(StaffFactory()), f"/api/v1/orders/?{query}")))
+
+    assert_bounded(report, api_bound(history))
+
+
+@pytest.mark.parametrize("case", CUSTOMER_CASES)
+def test_customer_order_lists_read_a_page_from_an_index(history: History, case: str):
+    customer = User.objects.get(pk=history.customer_ids[7])
+    query = api_query(history, CUSTOMER_CASES[case])
+
+    report = plans_of(statements_of(get_ok(api_client_for(customer), f"/api/v1/orders/?{query}")))
+
+    assert_bounded(report, api_bound(history))
+
+
+def test_an_orders_events_are_read_from_its_index(history: History):
+    order = Order.objects.filter(customer_id=history.customer_ids[3]).order_by("-pk").first()
+    assert order is not None
+
+    report = plans_of(statements_of(get_ok(api_client_for(order.customer), f"/api/v1/orders/{order.pk}/events/")))
+
+    assert_bounded(report, DEFAULT_PAGE_SIZE + 1)
+
+
+ADMIN_CASES = {
+    "order list": "",
+    "rare status": "status__exact=pending",
+    "common status": "status__exact=completed",
+    "this month": "created_at__gte={month}&created_at__lt={next_month}",
+    "status this month": "status__exact=paid&created_at__gte={month}&created_at__lt={next_month}",
+    "sorted oldest first": "o=6",
+    "page 100": "p=100",
+    "search an order number": "q={order_id}",
+    "search an e-mail address": "q={email}",
+    "search a popular SKU": "q={popular_sku}",
+    "search a rare SKU": "q={rare_sku}",
+    "search something unknown": "q=no-such-thing",  # answered without a query
+}
+
+
+@pytest.mark.parametrize("case", ADMIN_CASES)
+def test_admin_order_lists_count_and_page_from_indexes(history: History, admin_client: Client, case: str):
+    month = history.newest.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    query = ADMIN_CASES[case].format(
+        month=quote(month.isoformat()),
+        next_month=quote((month + timedelta(days=32)).replace(day=1).isoformat()),
+        order_id=Order.objects.filter(customer_id=history.customer_ids[0]).values_list("pk", flat=True).first(),
+        email=quote(f"{history.prefix}-5@example.com"),
+        popular_sku=history.popular_sku,
+        rare_sku=history.rare_sku,
+    )
+
+    report = plans_of(statements_of(get_ok(admin_client, f"/admin/orders/order/?{query}")))
+
+    # the count reads at most its limit of rows (of the orders, and of their lines for a SKU:
+    # each line, its order, and the one it skips past), a page at most the rows it skips and shows
+    assert_bounded(report, 3 * (COUNT_LIMIT + 1) + 100 * 50, reads=case != "search something unknown")
+
+
+def test_the_dashboard_and_the_gauges_read_at_most_the_count_limit_per_figure(history: History, admin_client: Client):
+    forget_operations_readings()
+    dashboard = plans_of(statements_of(get_ok(admin_client, "/admin/")))
+    forget_operations_readings()
+    gauges = plans_of(statements_of(get_ok(Client(), "/metrics")))
+
+    assert_bounded(dashboard, COUNT_LIMIT + 1)
+    assert_bounded(gauges, COUNT_LIMIT + 1)
+
+
+def test_the_expiry_sweep_reads_only_the_orders_due(history: History):
+    due = Order.objects.filter(status=OrderStatus.RESERVED, expires_at__lte=history.newest).count()
+    assert 0 < due < EXPIRY_BATCH_SIZE < Order.objects.filter(status=OrderStatus.RESERVED).count()
+
+    # one batch of the sweep, undone after, so that its plans are read over the orders still due
+    before_the_sweep = transaction.savepoint()
+    statements = statements_of(order_expire_batch)
+    transaction.savepoint_rollback(before_the_sweep)
+
+    report = plans_of(statements)
+
+    assert_bounded(report, EXPIRY_BATCH_SIZE * 2)
+
+
+def test_the_check_fails_without_the_index_behind_a_filter(history: History):
+    # given the (status, created_at, id) index gone (in this test's transaction only)
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX order_status_recent_idx")
+    query = api_query(history, STAFF_CASES["rare status"])
+
+    # when staff list the pending orders
+    report = plans_of(statements_of(get_ok(api_client_for(StaffFactory()), f"/api/v1/orders/?{query}")))
+
+    # then the plan reads through the table (or scans it) to find them, and the check says so
+    assert report.problems(api_bound(history))
