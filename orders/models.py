@@ -55,18 +55,21 @@ class Order(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         # Every list of orders is newest first (created_at, then id) and read a page at a time
-        # from a cursor (core/pagination.py). Each filter the API and the admin offer has an index
-        # that starts with its equality column and goes on in that order, so a page is read
-        # straight off one index however many orders came before it: nothing is sorted. A second
-        # filter is checked on the rows of the first: a customer's (or an address's) orders of
-        # one status are found among that customer's orders, which do not grow with the table,
-        # so that combination has no index of its own (each index costs every order's writes).
+        # from a cursor (core/pagination.py). Each filter the API and the admin offer, alone or
+        # with a status, has an index that starts with its equality columns and goes on in that
+        # order, so a page is read straight off one index however many orders came before it,
+        # and however many a single customer or address has: nothing is sorted, no row is read
+        # and thrown away (invariant 11; tests/test_query_plans.py).
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="order_recent_idx"),
             models.Index(fields=["status", "-created_at", "-id"], name="order_status_recent_idx"),
             models.Index(fields=["customer", "-created_at", "-id"], name="order_customer_recent_idx"),
-            # Staff find a customer's orders by e-mail address, in any case (``email__iexact``).
+            models.Index(fields=["customer", "status", "-created_at", "-id"], name="order_customer_status_idx"),
+            # Staff find orders by e-mail address, in any case (``email__iexact``).
             models.Index(Upper("email"), F("created_at").desc(), F("id").desc(), name="order_email_recent_idx"),
+            models.Index(
+                Upper("email"), F("status"), F("created_at").desc(), F("id").desc(), name="order_email_status_idx"
+            ),
             # The expiry sweeper looks only at reserved orders by deadline; a partial index keeps
             # that lookup to the orders due, however many orders the table holds.
             models.Index(fields=["expires_at", "id"], condition=Q(status="reserved"), name="order_reserved_due_idx"),

@@ -2,7 +2,8 @@
 
 A query plan depends on the table's size and statistics: over a few rows PostgreSQL reads the
 whole table whatever the indexes, so a plan test needs a history of realistic shape. This writes
-one: orders spread over a year (five minutes apart, the newest now), of many customers, with a
+one: orders spread over a year (five minutes apart, the newest now), of many customers (one of
+them heavy, with a tenth of all orders), with a
 line and events each, in the proportions a running shop has (most orders final, few pending or
 reserved, a few reserved orders past their deadline), then VACUUM ANALYZEs the tables so the
 statistics and the visibility map are those of a table autovacuum looks after.
@@ -39,12 +40,17 @@ STATUS_PER_MILLE = [
 ORDER_SPACING = timedelta(minutes=5)
 # One reserved order in this many is past its payment deadline (the expiry sweep's work).
 RESERVED_DUE_ONE_IN = 10
+# One order in this many is the heavy customer's (a business buying every day), the others are
+# spread over everyone else. The heavy customer hardly ever cancels: of the orders others would
+# have cancelled, one in a hundred (a status common in the table and rare for one customer, which
+# no single-column index finds quickly).
+HEAVY_ONE_IN = 10
 
 
 @dataclass(frozen=True)
 class History:
     prefix: str
-    customer_ids: list[int]
+    customer_ids: list[int]  # the first is the heavy customer's
     popular_sku: str  # on half of the orders
     rare_sku: str  # on one order in a thousand
     orders: int
@@ -82,15 +88,20 @@ def history_load(*, orders: int, customers: int, prefix: str = "history") -> His
                 (customer_id, email, status, currency, total, created_at, updated_at, reserved_at, expires_at, paid_at)
             SELECT customer_id, email, status, 'USD', 10.00, created_at, created_at,
                    CASE WHEN status <> 'pending' AND status <> 'rejected' THEN created_at END,
-                   CASE WHEN status = 'reserved' AND n %% {RESERVED_DUE_ONE_IN} = 0 THEN %(now)s - interval '1 minute'
+                   CASE WHEN status = 'reserved' AND abs(hashtext('d' || n)) %% {RESERVED_DUE_ONE_IN} = 0
+                            THEN %(now)s - interval '1 minute'
                         WHEN status = 'reserved' THEN %(now)s + interval '20 minutes'
                         WHEN status NOT IN ('pending', 'rejected') THEN created_at + interval '30 minutes' END,
                    CASE WHEN status IN ('paid', 'shipped', 'refunded', 'completed') THEN created_at END
             FROM (
                 SELECT n,
-                       customers[1 + abs(hashtext('c' || n)) %% cardinality(customers)] AS customer_id,
+                       CASE WHEN n %% {HEAVY_ONE_IN} = 0 THEN customers[1]
+                            ELSE customers[2 + abs(hashtext('c' || n)) %% (cardinality(customers) - 1)]
+                       END AS customer_id,
                        %(oldest)s + (n - 1) * %(spacing)s * interval '1 second' AS created_at,
-                       {_status_case()} AS status
+                       CASE WHEN n %% {HEAVY_ONE_IN} = 0 AND {_status_case()} = 'cancelled'
+                                 AND abs(hashtext('x' || n)) %% 100 <> 0 THEN 'completed'
+                            ELSE {_status_case()} END AS status
                 FROM generate_series(1, %(orders)s) AS n, (SELECT %(customers)s::int[] AS customers) AS c
             ) AS generated
             JOIN auth_user ON auth_user.id = generated.customer_id

@@ -73,6 +73,22 @@ class Migration(migrations.Migration):
         AddIndexConcurrently(
             model_name="order",
             index=models.Index(
+                fields=["customer", "status", "-created_at", "-id"], name="order_customer_status_idx"
+            ),
+        ),
+        AddIndexConcurrently(
+            model_name="order",
+            index=models.Index(
+                django.db.models.functions.text.Upper("email"),
+                models.F("status"),
+                models.F("created_at").desc(),
+                models.F("id").desc(),
+                name="order_email_status_idx",
+            ),
+        ),
+        AddIndexConcurrently(
+            model_name="order",
+            index=models.Index(
                 django.db.models.functions.text.Upper("email"),
                 models.F("created_at").desc(),
                 models.F("id").desc(),
