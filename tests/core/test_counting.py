@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def five_orders() -> None:
-    bulk_orders(customer=UserFactory(), product=make_product(stock=100), count=5, quantity=1)
+    bulk_orders(customer=UserFactory.create(), product=make_product(stock=100), count=5, quantity=1)
 
 
 def test_up_to_the_limit_the_count_is_exact(five_orders):
