@@ -40,6 +40,13 @@ def idempotency_key_prune_task() -> int:
     return deleted
 
 
+# This task's name until this release, still sent by the previous release's beat during a
+# rolling upgrade (docs/operations.md, "Upgrades and rollback"). Remove in the next release.
+@shared_task(name="core.tasks.idempotency_key_cleanup_task", acks_on_failure_or_timeout=True)
+def idempotency_key_cleanup_task() -> int:
+    return idempotency_key_prune_task()
+
+
 @shared_task(acks_on_failure_or_timeout=True)
 def task_failure_prune_task() -> int:
     deleted = task_failure_prune()
