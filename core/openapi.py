@@ -40,6 +40,7 @@ from inflection import camelize
 from rest_framework import serializers
 
 from core.errors import DomainError, ServiceUnavailable
+from core.pagination import CursorPage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -136,6 +137,15 @@ class AutoSchema(StandardizedErrorsAutoSchema):
     def _get_allowed_error_status_codes(self) -> list[str]:
         allowed = super()._get_allowed_error_status_codes()
         return allowed + [status_code for status_code in self._domain_error_codes() if status_code not in allowed]
+
+    def _should_add_validation_error_response(self) -> bool:
+        # A cursor-paginated list answers a malformed cursor or page size, and its filters' bad
+        # values, with a validation error (core.pagination); the library only expects one of a
+        # request body or django-filter.
+        paginator = getattr(self.view, "pagination_class", None)
+        if self.method == "GET" and isinstance(paginator, type) and issubclass(paginator, CursorPage):
+            return True
+        return super()._should_add_validation_error_response()
 
     def _should_add_error_response(self, responses: dict[str, Any], status_code: str) -> bool:
         if status_code in self._domain_error_codes():

@@ -88,3 +88,12 @@ def test_every_operation_declares_the_503_of_an_outage(schema):
     for path, method in operations:
         codes = documented_codes(schema, method, path, 503)
         assert codes == {ServiceUnavailable.default_code}, (method, path)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/orders/", "/api/v1/orders/{order_id}/events/"])
+def test_cursor_paginated_lists_declare_their_validation_errors(schema, path):
+    # a malformed cursor or page size, or a filter's bad value, is a 400 validation error
+    response = schema["paths"][path]["get"]["responses"]["400"]
+    variants = _resolve(schema, response["content"]["application/json"]["schema"])
+    assert "validation_error" in variants["discriminator"]["mapping"]
+    assert {"cursor", "page_size"} <= {p["name"] for p in schema["paths"][path]["get"]["parameters"]}
