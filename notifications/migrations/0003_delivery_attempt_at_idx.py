@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("notifications", "0001_initial"),
+        ("notifications", "0002_send_lease"),
     ]
 
     operations = [
