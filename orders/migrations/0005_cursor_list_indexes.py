@@ -53,7 +53,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("inventory", "0002_product_claimed"),
-        ("orders", "0002_backfill_product_claims"),
+        ("orders", "0004_orderevent_activity_idx"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
