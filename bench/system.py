@@ -2,7 +2,8 @@
 
 Production settings (``config.settings.bench`` extends them with the baseline views), its own
 database ``orders_bench`` (recreated per run) and RabbitMQ virtual host ``orders_bench``
-(created by scripts/services.sh, emptied per run).
+(created by scripts/services.sh, emptied per run); ``BENCH_DATABASE`` and ``BENCH_VHOST`` name
+others. gunicorn serves ``bench.wsgi``: the project, plus the bare baselines under ``/bare/``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "orders_bench"
-BENCH_VHOST = "orders_bench"
+# Another name when several copies of the project share the machine's services.
+BENCH_DB = os.environ.get("BENCH_DATABASE", "orders_bench")
+BENCH_VHOST = os.environ.get("BENCH_VHOST", "orders_bench")
 LOG_DIR = ROOT / ".run" / "bench"
 # Every process the benchmark starts gets SIGTERM when the benchmark dies, even by SIGKILL.
 DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM", "--"]
@@ -117,7 +119,7 @@ class System:
         bin_dir = Path(sys.executable).parent
         return {
             "web": [
-                str(bin_dir / "gunicorn"), "config.wsgi:application",
+                str(bin_dir / "gunicorn"), "bench.wsgi:application",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.web_workers),
                 "--no-control-socket", "--graceful-timeout", "10",
             ],

@@ -57,3 +57,11 @@ class ReadBaselineApi(APIView):
     def get(self, request: Request, row_id: int) -> Response:
         row = BenchRow.objects.values("id", "payload", "created_at").get(pk=row_id)
         return Response(row)
+
+
+@extend_schema(exclude=True)
+class ConstantBaselineApi(APIView):
+    """A constant answer: the framework's cost (middleware, token authentication, DRF) alone."""
+
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})

@@ -13,8 +13,9 @@ def test_the_bench_app_and_its_urls_are_not_part_of_the_normal_configuration():
     assert "bench" not in settings.INSTALLED_APPS
     assert settings.ROOT_URLCONF == "config.urls"
     assert not any("bench" in str(pattern.pattern) for pattern in urls.urlpatterns)
-    with pytest.raises(Resolver404):
-        resolve("/bench/write/")
+    for path in ("/bench/write/", "/bare/json/", "/bare/write/"):
+        with pytest.raises(Resolver404):
+            resolve(path)
 
 
 @pytest.mark.django_db

@@ -1,7 +1,7 @@
 -- Load for the benchmarks: wrk -s bench/wrk/load.lua URL -- TOKEN QUOTA KIND [VALUES...]
 --
 -- KIND order SKU...       POST /api/v1/orders/, one line of a random SKU of the list
--- KIND write              POST /bench/write/ (the write baseline)
+-- KIND write [PATH]       POST PATH (a write baseline; default /bench/write/)
 -- KIND read PREFIX LO HI  GET PREFIX<id>/ for ids picked at random in LO..HI
 -- KIND paths PATH...      GET one of the PATHs, picked at random
 --
@@ -64,7 +64,7 @@ function request()
   if kind == "order" then
     return wrk.format("POST", "/api/v1/orders/", nil, bodies[math.random(#bodies)])
   elseif kind == "write" then
-    return wrk.format("POST", "/bench/write/", nil, '{"items": [{"sku": "BENCH", "quantity": 1}]}')
+    return wrk.format("POST", values[1] or "/bench/write/", nil, '{"items": [{"sku": "BENCH", "quantity": 1}]}')
   elseif kind == "paths" then
     return wrk.format("GET", values[math.random(#values)])
   else
