@@ -8,6 +8,7 @@ others. gunicorn serves ``bench.wsgi``: the project, plus the bare baselines und
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import secrets
@@ -35,7 +36,8 @@ def prepare_environment() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.bench"
     os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
-    os.environ.setdefault("PAYMENT_WEBHOOK_SECRET", "whsec_YmVuY2htYXJrLXNlY3JldA==")
+    os.environ.setdefault("PAYMENT_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+    os.environ.setdefault("METRICS_TOKEN", secrets.token_urlsafe(32))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     # Plain HTTP from the load generator, as from a load balancer that terminated TLS.
     os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "false"

@@ -6,7 +6,7 @@ import logging
 import sys
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views import defaults
+from django.views import csrf, defaults
 
 from core.errors import ServiceUnavailable, dependency_name, error_body
 
@@ -15,6 +15,30 @@ logger = logging.getLogger(__name__)
 
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Django's answer to what its middleware refuses (a host not in ALLOWED_HOSTS, a malformed
+    request): JSON under /api/ like every other API error."""
+    if _is_api(request):
+        return JsonResponse(error_body(code="bad_request", detail="Bad request.", status_code=400), status=400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(
+            error_body(code="permission_denied", detail="Permission denied.", status_code=403), status=403
+        )
+    return defaults.permission_denied(request, exception)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(
+            error_body(code="csrf_failed", detail=f"CSRF verification failed: {reason}", status_code=403), status=403
+        )
+    return csrf.csrf_failure(request, reason)
 
 
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -17,11 +17,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import hmac
 import logging
 import os
+import socket
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from celery import signals
 from django.conf import settings
@@ -33,8 +38,8 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    make_wsgi_app,
     multiprocess,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
@@ -151,9 +156,29 @@ def _process_metrics() -> Collector:
     return REGISTRY
 
 
+def metrics_token_accepted(authorization: str) -> bool:
+    """Whether an ``Authorization`` header value carries ``METRICS_TOKEN`` (any, when it is unset).
+
+    Compared in constant time: the answer's timing tells nothing about the token.
+    """
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        return True
+    scheme, _, token = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+UNAUTHORIZED_BODY = b"Unauthorized: send METRICS_TOKEN as Authorization: Bearer <token>\n"
+
+
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """``GET /metrics``: Prometheus text format (version 0.0.4), or what the scraper's ``Accept``
-    asks for (OpenMetrics), negotiated as prometheus_client's own endpoint does."""
+    asks for (OpenMetrics), negotiated as prometheus_client's own endpoint does. Wants
+    ``METRICS_TOKEN`` as a bearer token where it is set (401 otherwise)."""
+    if not metrics_token_accepted(request.headers.get("Authorization", "")):
+        response = HttpResponse(UNAUTHORIZED_BODY, status=401, content_type="text/plain; charset=utf-8")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     with untraced():  # scraped every few seconds: no trace of each reading
         body = encoder(_Exposition(_process_metrics(), scrape_collectors()))
@@ -167,6 +192,41 @@ def _ports(spec: str) -> list[int]:
     """``9808`` or a range ``9808-9815``; ``0`` is any free port."""
     first, _, last = spec.partition("-")
     return list(range(int(first), int(last or first) + 1))
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds: no line each."""
+
+
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def _bearer_protected(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """The worker's endpoint wants METRICS_TOKEN as the web's does."""
+
+    def protected(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if metrics_token_accepted(environ.get("HTTP_AUTHORIZATION", "")):
+            return app(environ, start_response)
+        start_response(
+            "401 Unauthorized",
+            [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", 'Bearer realm="metrics"')],
+        )
+        return [UNAUTHORIZED_BODY]
+
+    return protected
+
+
+def _metrics_server(*, port: int, address: str, registry: CollectorRegistry) -> WSGIServer:
+    """prometheus_client's endpoint (its WSGI app) behind the bearer token, in a daemon thread."""
+
+    class Server(_MetricsServer):
+        address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    server = make_server(address, port, _bearer_protected(make_wsgi_app(registry)), Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True, name="worker-metrics").start()
+    return server
 
 
 def worker_metrics_serve() -> int | None:
@@ -183,7 +243,7 @@ def worker_metrics_serve() -> int | None:
     ProcessFilesCollector(registry)
     for port in _ports(spec):
         try:
-            server, _thread = start_http_server(port, addr=settings.WORKER_METRICS_ADDRESS, registry=registry)
+            server = _metrics_server(port=port, address=settings.WORKER_METRICS_ADDRESS, registry=registry)
         except OSError:
             continue
         bound = int(server.server_port)

@@ -9,6 +9,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.weak_settings import DEVELOPMENT_PAYMENT_WEBHOOK_SECRET, webhook_secret_bytes
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
@@ -138,6 +140,21 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
+# --- Security (README, Security; docs/security.md) ------------------------------------------
+# Admin messages (a new endpoint's secret among them) live in the session, on the server; the
+# default cookie storage would send them to the browser in a readable Set-Cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+CSRF_FAILURE_VIEW = "core.error_views.csrf_failure"
+# seed_demo resets users to passwords printed in the README: development and test settings only.
+DEMO_DATA_ALLOWED = False
+# Request bodies: the API refuses more than this with 413 before reading the body
+# (core/middleware.py); Django refuses the same size for the admin's forms.
+API_MAX_BODY_BYTES = 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+# When set, /metrics and the workers' metrics endpoints want "Authorization: Bearer <token>".
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -221,9 +238,17 @@ ORDER_PAYMENT_TIMEOUT_SECONDS = env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default
 ORDER_EXPIRY_SWEEP_SECONDS = env.float("ORDER_EXPIRY_SWEEP_SECONDS", default=5)
 PAYMENT_WEBHOOK_SECRET = env(
     "PAYMENT_WEBHOOK_SECRET",
-    # Development-only secret ("dev-payment-secret-change-me" in base64); production requires one.
-    default="whsec_ZGV2LXBheW1lbnQtc2VjcmV0LWNoYW5nZS1tZQ==",
+    # Development-only secret ("dev-payment-secret-change-me" in base64); production refuses it.
+    default=DEVELOPMENT_PAYMENT_WEBHOOK_SECRET,
 )
+# A secret that is not whsec_ + base64 (an empty one too) would fail every callback: refused at
+# start under any settings; production also refuses a short one (config/weak_settings.py).
+if not PAYMENT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("PAYMENT_WEBHOOK_SECRET must be set: the payment provider's signing secret (whsec_...).")
+try:
+    webhook_secret_bytes(PAYMENT_WEBHOOK_SECRET)
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"PAYMENT_WEBHOOK_SECRET is not a Standard Webhooks secret: {_exc}.") from None
 NOTIFY_MAX_RETRIES = env.int("NOTIFY_MAX_RETRIES", default=8)
 NOTIFY_BACKOFF_BASE_SECONDS = env.float("NOTIFY_BACKOFF_BASE_SECONDS", default=2)
 NOTIFY_BACKOFF_MAX_SECONDS = env.float("NOTIFY_BACKOFF_MAX_SECONDS", default=600)

@@ -9,3 +9,5 @@ WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", defa
 
 if "EMAIL_URL" not in env and "EMAIL_BACKEND" not in env:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# seed_demo's users and passwords are published in the README: never outside these settings.
+DEMO_DATA_ALLOWED = True

@@ -1,8 +1,10 @@
 """Production settings: secrets and hosts come from the environment, with no defaults.
 
-Importing this module without ``DJANGO_SECRET_KEY``, ``DJANGO_ALLOWED_HOSTS`` or
-``PAYMENT_WEBHOOK_SECRET``, or with ``WEBHOOK_ALLOW_PRIVATE_NETWORKS=true``, raises
-``ImproperlyConfigured``, so a misconfigured process refuses to start.
+Importing this module with a missing, development or weak ``DJANGO_SECRET_KEY`` or
+``PAYMENT_WEBHOOK_SECRET``, with ``DJANGO_DEBUG=true``, without ``DJANGO_ALLOWED_HOSTS`` or with
+``*`` in it, without ``METRICS_TOKEN``, or with ``WEBHOOK_ALLOW_PRIVATE_NETWORKS=true``, raises
+``ImproperlyConfigured`` naming every problem (config/weak_settings.py), so a misconfigured
+process refuses to start.
 """
 
 import socket
@@ -11,13 +13,22 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import LOG_LEVEL, build_logging, env
+from config.weak_settings import production_problems
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env("DJANGO_SECRET_KEY")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
-PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET")
-if not SECRET_KEY or not ALLOWED_HOSTS:
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS must be set in production")
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
+PAYMENT_WEBHOOK_SECRET = env("PAYMENT_WEBHOOK_SECRET", default="")
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+_problems = production_problems(
+    secret_key=SECRET_KEY,
+    payment_webhook_secret=PAYMENT_WEBHOOK_SECRET,
+    debug=DEBUG,
+    allowed_hosts=ALLOWED_HOSTS,
+    metrics_token=METRICS_TOKEN,
+)
+if _problems:
+    raise ImproperlyConfigured("Refusing to start with this configuration:\n- " + "\n- ".join(_problems))
 
 
 def own_addresses() -> list[str]:

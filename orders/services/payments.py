@@ -47,7 +47,13 @@ class PaymentCallback:
 def payment_callback_verify(*, body: bytes, headers: dict[str, str]) -> PaymentCallback:
     """Check the signature (constant time) and freshness (5 minutes), then parse the body."""
     try:
-        payload = Webhook(settings.PAYMENT_WEBHOOK_SECRET).verify(body, headers)
+        webhook = Webhook(settings.PAYMENT_WEBHOOK_SECRET)
+    except Exception as exc:  # the library refuses an empty or malformed secret in its own ways
+        # Refused at start by the settings; if it happens anyway, nothing can be verified.
+        logger.error("PAYMENT_WEBHOOK_SECRET is unusable (%s): payment callbacks are refused", exc)
+        raise InvalidSignature("Payment callback refused: no signing secret is configured.") from exc
+    try:
+        payload = webhook.verify(body, headers)
     except (WebhookVerificationError, ValueError, binascii.Error) as exc:
         # ValueError covers malformed signature headers and bodies that are not UTF-8 JSON.
         raise InvalidSignature(f"Payment callback refused: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -25,7 +26,8 @@ def production_env(service_env: dict[str, str], static_root: Path) -> dict[str, 
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "PAYMENT_WEBHOOK_SECRET": "whsec_dGVzdA==",
+        "PAYMENT_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
         # gunicorn is reached over plain HTTP here, without the TLS-terminating proxy.
         "DJANGO_SECURE_SSL_REDIRECT": "false",
         "DJANGO_STATIC_ROOT": str(static_root),

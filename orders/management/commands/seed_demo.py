@@ -5,8 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -32,6 +33,11 @@ class Command(BaseCommand):
     help = "Create (or reset) demo users and products, and print their credentials."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEMO_DATA_ALLOWED:
+            raise CommandError(
+                "seed_demo only runs under the development or test settings: it resets the staff user "
+                "to a published password. Create real users with `python manage.py createsuperuser`."
+            )
         user_model = get_user_model()
         with transaction.atomic(durable=True):
             for username, password, is_staff in DEMO_USERS:
