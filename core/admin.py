@@ -17,6 +17,7 @@ from config import queues
 from core import dead_letters
 from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin, duration_display
 from core.models import DeadLetter, OutboxMessage, TaskFailure
+from core.permissions import staff_may
 from core.readings import outbox_backlog, queue_depths
 
 logger = logging.getLogger(__name__)
@@ -104,10 +105,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return False
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("core.replay_deadletter")
+        return staff_may(request.user, "dead_letter.replay")
 
     def has_purge_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("core.purge_deadletter")
+        return staff_may(request.user, "dead_letter.purge")
 
     def get_urls(self) -> list[URLPattern]:
         view = require_http_methods(["GET", "POST"])(self.dead_letters_view)

@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin
 from core.errors import DomainError
+from core.permissions import staff_may
 from inventory.models import Product, StockLedgerEntry
 from inventory.services import stock_adjust
 
@@ -82,7 +83,7 @@ class ProductAdmin(BoundedCountAdmin):
 
     def adjust_stock_view(self, request: HttpRequest, product_id: int) -> HttpResponse:
         product = get_object_or_404(Product, pk=product_id)
-        if not self.has_change_permission(request, product):
+        if not staff_may(request.user, "stock.adjust"):
             messages.error(request, "You do not have permission to adjust stock.")
             return HttpResponseRedirect(reverse("admin:inventory_product_change", args=[product.pk]))
         form = StockAdjustmentForm(request.POST or None)

@@ -5,12 +5,12 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.openapi import raises
+from core.permissions import staff_permission
 from inventory.models import Product
 from inventory.selectors import ProductNotFound, product_get, product_list
 from inventory.services import InsufficientStockForAdjustment, SkuTaken, product_create, stock_adjust
@@ -36,7 +36,7 @@ class ProductListApi(APIView):
 
 
 class ProductCreateApi(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [staff_permission("product.create")]
 
     class InputSerializer(serializers.Serializer[dict[str, Any]]):
         class Meta:
@@ -65,7 +65,7 @@ class ProductDetailApi(APIView):
 
 
 class StockAdjustmentCreateApi(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [staff_permission("stock.adjust")]
 
     class InputSerializer(serializers.Serializer[dict[str, Any]]):
         class Meta:

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin
+from core.permissions import staff_may
 from notifications.attempts import Channel
 from notifications.models import (
     DeliveryAttempt,
@@ -80,9 +81,10 @@ def _resend(modeladmin: admin.ModelAdmin, request: HttpRequest, channel: Channel
 class ResendableAdmin(ReadOnlyAdmin):
     """Records written by the system, which staff with the change permission may send again."""
 
+    resend_action = ""  # its key in core.permissions.STAFF_ACTIONS
+
     def has_resend_permission(self, request: HttpRequest) -> bool:
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+        return staff_may(request.user, self.resend_action)
 
 
 class DeliveryAttemptInline(admin.TabularInline):
@@ -112,6 +114,7 @@ def resend_emails(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: 
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(BoundedCountAdmin, ResendableAdmin):
+    resend_action = "webhook_delivery.resend"
     list_display = [
         "id", "event_type", "endpoint", "status", "attempt_count", "last_response_code",
         "created_at", "last_attempt_at", "next_attempt_at",
@@ -132,6 +135,7 @@ class WebhookDeliveryAdmin(BoundedCountAdmin, ResendableAdmin):
 
 @admin.register(EmailNotification)
 class EmailNotificationAdmin(BoundedCountAdmin, ResendableAdmin):
+    resend_action = "email_notification.resend"
     list_display = ["id", "event_type", "recipient", "status", "attempt_count", "last_error", "created_at", "sent_at"]
     list_filter = ["status"]
     list_select_related = ["event"]

@@ -10,12 +10,12 @@ from drf_spectacular.utils import extend_schema, extend_schema_serializer, inlin
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
 from rest_framework import serializers, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.openapi import raises
+from core.permissions import staff_permission
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.models import EventType, WebhookDelivery
 from notifications.selectors import webhook_delivery_list, webhook_endpoint_list
@@ -58,7 +58,7 @@ class WebhookEndpointOutputSerializer(serializers.Serializer):
 class WebhookEndpointListApi(APIView):
     """The endpoints, newest first; never their secrets."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [staff_permission("webhook_endpoint.view")]
 
     @extend_schema(
         operation_id="webhook_endpoints_list",
@@ -77,7 +77,7 @@ class WebhookEndpointListApi(APIView):
 class WebhookEndpointCreateApi(APIView):
     """Create an endpoint and show its secret, that once."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [staff_permission("webhook_endpoint.add")]
 
     @extend_schema_serializer(component_name="WebhookEndpointCreate")
     class InputSerializer(serializers.Serializer):
@@ -113,7 +113,7 @@ class WebhookEndpointCreateApi(APIView):
 class WebhookDeliveryListApi(APIView):
     """Deliveries, newest first, with their status, last response code and attempt count."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [staff_permission("webhook_delivery.view")]
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=WebhookDelivery.Status.choices, required=False)

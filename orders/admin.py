@@ -12,6 +12,7 @@ from django.http import HttpRequest
 
 from core.admin_tools import MAX_ID, BoundedCountAdmin
 from core.errors import DomainError
+from core.permissions import staff_may
 from inventory.selectors import products_by_sku
 from orders.models import Actor, Order, OrderEvent, OrderLine, PaymentWebhookReceipt
 from orders.services import ORDER_ACTIONS, order_reservation_retry
@@ -101,7 +102,7 @@ def _transition_action(name: str, description: str) -> Callable[..., None]:
         _run_action(modeladmin, request, queryset, name)
 
     action.__name__ = f"{name}_orders"
-    return admin.action(description=description, permissions=["change"])(action)
+    return admin.action(description=description, permissions=["order_action"])(action)
 
 
 TRANSITION_ACTIONS = [
@@ -113,7 +114,7 @@ TRANSITION_ACTIONS = [
 ]
 
 
-@admin.action(description="Retry reservation of selected pending orders", permissions=["change"])
+@admin.action(description="Retry reservation of selected pending orders", permissions=["retry_reservation"])
 def retry_reservation(modeladmin: OrderAdmin, request: HttpRequest, queryset: QuerySet[Order]) -> None:
     retried: list[str] = []
     skipped: list[str] = []
@@ -127,6 +128,13 @@ def retry_reservation(modeladmin: OrderAdmin, request: HttpRequest, queryset: Qu
 
 @admin.register(Order)
 class OrderAdmin(BoundedCountAdmin):
+    # The actions' permissions, from the map the API reads too (core/permissions.py).
+    def has_order_action_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "order.act")
+
+    def has_retry_reservation_permission(self, request: HttpRequest) -> bool:
+        return staff_may(request.user, "order.retry_reservation")
+
     list_display = ["id", "status", "email", "total", "currency", "created_at", "expires_at"]
     list_filter = ["status", ("created_at", admin.DateFieldListFilter)]
     # Each kind of search term is answered from an index (get_search_results); Django's own

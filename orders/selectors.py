@@ -84,6 +84,11 @@ def order_check_visible(*, user: AbstractBaseUser | AnonymousUser, order_id: int
         raise OrderNotFound("Order not found.")
 
 
+def order_is_customers(*, user: AbstractBaseUser | AnonymousUser, order_id: int) -> bool:
+    """Whether ``user`` placed the order (as its customer, whatever else they are)."""
+    return Order.objects.filter(pk=order_id, customer_id=user.pk).exists()
+
+
 def order_event_list(*, user: AbstractBaseUser | AnonymousUser, order_id: int) -> QuerySet[OrderEvent]:
     order_check_visible(user=user, order_id=order_id)
     return OrderEvent.objects.filter(order_id=order_id).order_by("created_at", "pk")

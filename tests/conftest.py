@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from tests import faults, processes
-from tests.factories import StaffFactory, UserFactory, token_for
+from tests.factories import OperatorFactory, UserFactory, token_for
 from tests.notifications.receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,8 @@ def customer() -> User:
 
 @pytest.fixture
 def staff() -> User:
-    return StaffFactory.create()
+    """Staff with the permissions of every staff action (core/permissions.py)."""
+    return OperatorFactory.create()
 
 
 @pytest.fixture(scope="session")

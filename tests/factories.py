@@ -7,11 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import factory
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from rest_framework.authtoken.models import Token
 
+from core.permissions import STAFF_ACTIONS
 from inventory.models import Product, StockLedgerEntry
 from inventory.services import product_create
 from orders.models import Order, OrderLine, OrderStatus
@@ -31,6 +32,37 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
 class StaffFactory(UserFactory):
     username = factory.Sequence(lambda n: f"staff{n}")
     is_staff = True
+
+
+def staff_permissions_grant(user: User, *, actions: list[str] | None = None) -> User:
+    """Give ``user`` the model permissions of ``actions`` (every staff action by default)."""
+    wanted = {STAFF_ACTIONS[action] for action in (actions if actions is not None else STAFF_ACTIONS)}
+    query = Q(pk__in=[])
+    for permission in wanted:
+        app_label, codename = permission.split(".")
+        query |= Q(content_type__app_label=app_label, codename=codename)
+    user.user_permissions.add(*Permission.objects.filter(query))
+    return user
+
+
+class OperatorFactory(StaffFactory):
+    """Staff with the permission of every staff action (core/permissions.py), not a superuser."""
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"operator{n}")
+
+    staff_permissions = factory.PostGeneration(
+        lambda user, create, extracted, **kwargs: staff_permissions_grant(user) if create else None
+    )
+
+
+def view_only_staff() -> User:
+    """A support account: staff, with every ``view`` permission and nothing else."""
+    user = StaffFactory.create(username=f"support{next(_sku_counter)}")
+    user.user_permissions.add(*Permission.objects.filter(codename__startswith="view_"))
+    return user
 
 
 def token_for(user: User) -> str:

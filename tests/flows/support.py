@@ -21,7 +21,7 @@ from inventory.models import Product, StockLedgerEntry
 from inventory.selectors import stock_discrepancies
 from orders.models import OrderLine, OrderStatus
 from orders.selectors import stock_claim_discrepancies
-from tests.factories import bulk_orders
+from tests.factories import bulk_orders, staff_permissions_grant
 from tests.payments import sign
 from tests.processes import wait_until
 
@@ -31,6 +31,8 @@ HTTP_TIMEOUT = 30.0
 
 def user_with_token(username: str, *, staff: bool = False) -> tuple[User, str]:
     user = User.objects.create_user(username=username, email=f"{username}@example.com", is_staff=staff)
+    if staff:
+        staff_permissions_grant(user)
     return user, Token.objects.create(user=user).key
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.test import override_settings
 
 from notifications.models import WebhookDelivery, WebhookEndpoint
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import OperatorFactory, UserFactory
 from tests.notifications.factories import (
     WebhookDeliveryFactory,
     WebhookEndpointFactory,
@@ -18,7 +18,7 @@ DELIVERIES = "/api/v1/webhooks/deliveries/"
 
 @pytest.fixture
 def staff_client(api_client):
-    api_client.force_authenticate(StaffFactory.create())
+    api_client.force_authenticate(OperatorFactory.create())
     return api_client
 
 

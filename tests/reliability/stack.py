@@ -340,8 +340,10 @@ from decimal import Decimal
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from inventory.services import product_create
+from tests.factories import staff_permissions_grant
 customer = User.objects.create_user(username="buyer", email="buyer@example.com")
 staff = User.objects.create_user(username="staff", email="staff@example.com", is_staff=True)
+staff_permissions_grant(staff)
 product_create(sku="PLENTY", name="Plenty", price=Decimal("4.00"), currency="USD", stock=100000)
 product_create(sku="SCARCE", name="Scarce", price=Decimal("9.00"), currency="USD", stock=50)
 print(json.dumps({"customer": Token.objects.create(user=customer).key, "staff": Token.objects.create(user=staff).key}))
