@@ -442,6 +442,9 @@ class Bench:
         django.setup()
         system.recreate_database()
         system.empty_queues()
+        from inventory.stock_marks import stock_marks_clear
+
+        stock_marks_clear()  # the marks of the database just dropped (product ids start again)
         served = [
             b
             for b in ("create", "read", "refusal", "pipeline", "flash")

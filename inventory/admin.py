@@ -14,7 +14,7 @@ from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin
 from core.errors import DomainError
 from core.permissions import staff_may
 from inventory.models import Product, StockLedgerEntry
-from inventory.services import stock_adjust
+from inventory.services import product_sale_changed, stock_adjust
 
 RECENT_LEDGER_ROWS = 20
 
@@ -64,6 +64,15 @@ class ProductAdmin(BoundedCountAdmin):
             rows,
             url,
         )
+
+    def save_model(self, request: HttpRequest, obj: Product, form: Any, change: bool) -> None:
+        # Only the fields the form changed: a full-row save would write back the stock and claims
+        # as they were read, undoing reservations made meanwhile.
+        editable = [name for name in form.changed_data if name not in self.get_readonly_fields(request, obj)]
+        if editable:
+            obj.save(update_fields=[*editable, "updated_at"])
+            if {"active", "currency"} & set(editable):
+                product_sale_changed(product_ids=[obj.pk])
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # products are created with their initial stock through the API

@@ -18,6 +18,10 @@ class Product(models.Model):
     # order leaves ``pending``, in the same transactions; order placement refuses what
     # ``available - claimed`` cannot serve. Not part of the ledger: no stock moves.
     claimed = models.IntegerField(default=0)
+    # Raised by every statement that changes ``available``, ``claimed`` or whether the product is
+    # for sale: orders the copies of that state kept in Redis (inventory/stock_marks.py). A database
+    # default too, so the previous release keeps creating products during a deploy.
+    stock_version = models.BigIntegerField(default=0, db_default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

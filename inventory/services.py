@@ -1,4 +1,8 @@
-"""Stock changes. Every change of ``Product.available`` is a conditional update plus a ledger row."""
+"""Stock changes. Every change of ``Product.available`` is a conditional update plus a ledger row.
+
+Every statement that changes ``available`` or ``claimed`` raises ``stock_version`` and returns
+the product's stock mark, written to Redis when the transaction commits (inventory/stock_marks.py).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from django.db.models import F
 from core.errors import Conflict
 from inventory.error_codes import InventoryErrorCode
 from inventory.models import Product, StockLedgerEntry
+from inventory.stock_marks import MARK_COLUMNS, StockMark, stock_marks_write_on_commit
 
 
 class SkuTaken(Conflict):
@@ -48,13 +53,31 @@ def product_create(*, sku: str, name: str, price: Decimal, currency: str, stock:
         StockLedgerEntry.objects.create(
             product=product, kind=StockLedgerEntry.Kind.INITIAL, delta=stock, reason="initial stock"
         )
+        stock_marks_write_on_commit([_mark(product)])
     return product
+
+
+def _mark(product: Product) -> StockMark:
+    return StockMark(
+        product_id=product.pk,
+        version=product.stock_version,
+        sku=product.sku,
+        currency=product.currency,
+        active=product.active,
+        free=product.available - product.claimed,
+    )
+
+
+def _marks(rows: Sequence[Sequence[object]]) -> list[StockMark]:
+    return [StockMark.from_row(row) for row in rows]
 
 
 def stock_adjust(*, product: Product, delta: int, reason: str) -> Product:
     """Add (or remove, with a negative delta) stock; refused if it would go below zero."""
     with transaction.atomic():
-        updated = Product.objects.filter(pk=product.pk, available__gte=-delta).update(available=F("available") + delta)
+        updated = Product.objects.filter(pk=product.pk, available__gte=-delta).update(
+            available=F("available") + delta, stock_version=F("stock_version") + 1
+        )
         if not updated:
             raise InsufficientStockForAdjustment(
                 f"Removing {-delta} unit(s) of {product.sku} would make its stock negative."
@@ -62,14 +85,30 @@ def stock_adjust(*, product: Product, delta: int, reason: str) -> Product:
         StockLedgerEntry.objects.create(
             product=product, kind=StockLedgerEntry.Kind.ADJUSTMENT, delta=delta, reason=reason
         )
-    product.refresh_from_db(fields=["available", "updated_at"])
+        # Under the row lock the update took: the mark is this transaction's state.
+        product.refresh_from_db(fields=["available", "claimed", "active", "stock_version", "updated_at"])
+        stock_marks_write_on_commit([_mark(product)])
     return product
 
 
-_RESERVE_SQL = """
-    UPDATE inventory_product SET available = available - %s, updated_at = now()
+def product_sale_changed(*, product_ids: Sequence[int]) -> None:
+    """Call in the transaction that changed whether these products are for sale (or their
+    currency): their stock marks are replaced on commit."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE inventory_product AS product SET stock_version = stock_version + 1 "  # noqa: S608
+            f"WHERE id = ANY(%s) RETURNING {MARK_COLUMNS}",
+            [list(product_ids)],
+        )
+        stock_marks_write_on_commit(_marks(cursor.fetchall()))
+
+
+_RESERVE_SQL = f"""
+    UPDATE inventory_product AS product
+    SET available = available - %s, updated_at = now(), stock_version = stock_version + 1
     WHERE id = %s AND active AND available >= %s
-"""
+    RETURNING {MARK_COLUMNS}
+"""  # noqa: S608
 
 
 def stock_reserve(*, order_id: int, lines: Sequence[tuple[int, int]]) -> None:
@@ -83,11 +122,13 @@ def stock_reserve(*, order_id: int, lines: Sequence[tuple[int, int]]) -> None:
         raise RuntimeError("stock_reserve must run inside a transaction")
     shortfalls: list[LineShortfall] = []
     reserved: list[tuple[int, int]] = []
+    marks: list[StockMark] = []
     with connection.cursor() as cursor:
         for product_id, quantity in sorted(lines):
             cursor.execute(_RESERVE_SQL, [quantity, product_id, quantity])
             if cursor.rowcount == 1:
                 reserved.append((product_id, quantity))
+                marks.extend(_marks(cursor.fetchall()))
             else:
                 shortfalls.append(LineShortfall(product_id, quantity, InventoryErrorCode.INSUFFICIENT_STOCK))
     if shortfalls:
@@ -113,20 +154,22 @@ def stock_reserve(*, order_id: int, lines: Sequence[tuple[int, int]]) -> None:
         )
         for product_id, quantity in reserved
     )
+    stock_marks_write_on_commit(marks)
 
 
 # Claims change in one statement for any number of products, locked in product-id order like
 # every stock change. A claim never goes below zero: an order placed before claims were kept
 # gives back nothing it did not take.
-_CLAIMS_SQL = """
+_CLAIMS_SQL = f"""
     WITH locked AS MATERIALIZED (
         SELECT id FROM inventory_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE
     )
     UPDATE inventory_product AS product
-    SET claimed = GREATEST(product.claimed + changed.quantity, 0)
+    SET claimed = GREATEST(product.claimed + changed.quantity, 0), stock_version = product.stock_version + 1
     FROM unnest(%s::bigint[], %s::integer[]) AS changed(id, quantity)
     WHERE product.id = changed.id AND product.id IN (SELECT id FROM locked)
-"""
+    RETURNING {MARK_COLUMNS}
+"""  # noqa: S608
 
 
 def _claims_change(lines: Sequence[tuple[int, int]], sign: int) -> None:
@@ -139,6 +182,7 @@ def _claims_change(lines: Sequence[tuple[int, int]], sign: int) -> None:
     if product_ids:
         with connection.cursor() as cursor:
             cursor.execute(_CLAIMS_SQL, [product_ids, product_ids, [totals[pk] for pk in product_ids]])
+            stock_marks_write_on_commit(_marks(cursor.fetchall()))
 
 
 def stock_claim(*, lines: Sequence[tuple[int, int]]) -> None:
@@ -165,15 +209,17 @@ _RELEASE_LEDGER_SQL = """
 # One statement for any number of products. The rows are locked first, in product-id order
 # (``ORDER BY ... FOR UPDATE`` locks rows as the sort emits them), the lock order every stock
 # change uses; the update then only touches rows this statement already holds.
-_RELEASE_STOCK_SQL = """
+_RELEASE_STOCK_SQL = f"""
     WITH locked AS MATERIALIZED (
         SELECT id FROM inventory_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE
     )
     UPDATE inventory_product AS product
-    SET available = product.available + released.quantity, updated_at = now()
+    SET available = product.available + released.quantity, updated_at = now(),
+        stock_version = product.stock_version + 1
     FROM unnest(%s::bigint[], %s::integer[]) AS released(id, quantity)
     WHERE product.id = released.id AND product.id IN (SELECT id FROM locked)
-"""
+    RETURNING {MARK_COLUMNS}
+"""  # noqa: S608
 
 
 def stock_release(*, order_ids: Sequence[int], reason: str) -> int:
@@ -195,4 +241,5 @@ def stock_release(*, order_ids: Sequence[int], reason: str) -> int:
         if released:
             product_ids = sorted(released)
             cursor.execute(_RELEASE_STOCK_SQL, [product_ids, product_ids, [released[pk] for pk in product_ids]])
+            stock_marks_write_on_commit(_marks(cursor.fetchall()))
     return sum(released.values())

@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 
 from core.permissions import STAFF_ACTIONS
 from inventory.models import Product, StockLedgerEntry
-from inventory.services import product_create
+from inventory.services import product_create, product_sale_changed
 from orders.models import Order, OrderLine, OrderStatus
 from orders.services import OrderItem, order_place
 
@@ -90,7 +90,9 @@ def make_product(
         stock=stock,
     )
     if not active:
-        Product.objects.filter(pk=product.pk).update(active=False)
+        with transaction.atomic():
+            Product.objects.filter(pk=product.pk).update(active=False)
+            product_sale_changed(product_ids=[product.pk])
         product.refresh_from_db()
     return product
 

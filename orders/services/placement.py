@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NoReturn
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -14,6 +15,7 @@ from core.outbox import outbox_enqueue
 from inventory.models import Product
 from inventory.selectors import products_by_sku
 from inventory.services import stock_claim
+from inventory.stock_marks import StockMark, stock_marks_read, stock_marks_write_on_commit
 from orders.activity import activity_sold_out_count
 from orders.error_codes import OrderErrorCode
 from orders.metrics import order_created_count
@@ -54,6 +56,38 @@ def _products_checked(items: Sequence[OrderItem]) -> list[Product]:
     return [products[item.sku] for item in items]
 
 
+def _sold_out_by_marks(items: Sequence[OrderItem]) -> list[str]:
+    """The SKUs the stock marks in Redis show short, when the marks alone decide the answer.
+
+    Only when every line has a mark, no SKU repeats, every product is for sale and all are in one
+    currency: the database would then answer the same refusal (the marks are its committed state,
+    see inventory/stock_marks.py). Otherwise, or with Redis unavailable, nothing: the caller asks
+    PostgreSQL.
+    """
+    skus = [item.sku for item in items]
+    if len(set(skus)) != len(skus):
+        return []
+    marks = stock_marks_read(skus=skus)
+    if len(marks) != len(skus) or not all(mark.active for mark in marks.values()):
+        return []
+    if len({mark.currency for mark in marks.values()}) > 1:
+        return []
+    return [item.sku for item in items if marks[item.sku].free < item.quantity]
+
+
+def _email_for(*, customer: User, email: str | None) -> str:
+    email = email or customer.email
+    if not email:
+        message = "Required: your account has no e-mail address."
+        raise InvalidFields([FieldError("email", OrderErrorCode.EMAIL_REQUIRED, message)])
+    return email
+
+
+def _refuse_sold_out(short: Sequence[str]) -> NoReturn:
+    activity_sold_out_count()  # in memory: a refusal writes nothing (orders/activity.py)
+    raise SoldOut(f"Not enough stock for: {', '.join(short)}.")
+
+
 def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]) -> Order:
     """Accept an order: the order, its lines, its first event, its claims on the stock and its
     reservation task commit together. A worker reserves the stock later (``order_reserve``).
@@ -63,16 +97,26 @@ def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]
     account; an order the stock less the claims of pending orders cannot serve in full
     (:class:`SoldOut`: a snapshot, the reservation alone decides). Quantities (1 to 1000) and
     the number of lines (1 to 100) are the caller's to check: they are the input's shape.
+
+    A refusal is answered from the stock marks in Redis when they decide it, without a database
+    query; the database decides everything else, and refreshes the marks it refuses on.
     """
+    short = _sold_out_by_marks(items)
+    if short:  # the products passed their checks when the marks were written
+        _email_for(customer=customer, email=email)
+        _refuse_sold_out(short)
     products = _products_checked(items)
-    email = email or customer.email
-    if not email:
-        message = "Required: your account has no e-mail address."
-        raise InvalidFields([FieldError("email", OrderErrorCode.EMAIL_REQUIRED, message)])
-    short = [p.sku for p, item in zip(products, items, strict=True) if p.available - p.claimed < item.quantity]
-    if short:
-        activity_sold_out_count()  # in memory: a refusal writes nothing (orders/activity.py)
-        raise SoldOut(f"Not enough stock for: {', '.join(short)}.")
+    email = _email_for(customer=customer, email=email)
+    short_products = [p for p, item in zip(products, items, strict=True) if p.available - p.claimed < item.quantity]
+    if short_products:
+        # Read from committed rows with their versions: a later commit's mark wins over these.
+        # (At once outside a transaction; under an Idempotency-Key the refusal rolls back, and
+        # with it the hook.)
+        stock_marks_write_on_commit(
+            StockMark(p.pk, p.stock_version, p.sku, p.currency, p.active, p.available - p.claimed)
+            for p in short_products
+        )
+        _refuse_sold_out([p.sku for p in short_products])
     total = sum((p.price * item.quantity for p, item in zip(products, items, strict=True)), Decimal("0"))
     # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):
     # nothing catches a failure here to carry on, so the savepoint would cost two statements.
