@@ -443,8 +443,11 @@ class Bench:
         system.recreate_database()
         system.empty_queues()
         from inventory.stock_marks import stock_marks_clear
+        from orders.cache import orders_cache_clear
 
-        stock_marks_clear()  # the marks of the database just dropped (product ids start again)
+        # The cached copies of the database just dropped (product and order ids start again).
+        stock_marks_clear()
+        orders_cache_clear()
         served = [
             b
             for b in ("create", "read", "refusal", "pipeline", "flash")

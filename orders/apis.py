@@ -24,9 +24,9 @@ from orders.selectors import (
     OrderNotFound,
     order_check_visible,
     order_event_list,
-    order_get,
     order_is_customers,
     order_list,
+    order_representation_get,
 )
 from orders.services import ORDER_ACTIONS, OrderItem, SoldOut, order_place, payment_callback_process
 from orders.services.payments import InvalidPaymentPayload, InvalidSignature
@@ -134,7 +134,7 @@ class OrderDetailApi(APIView):
     @extend_schema(responses=OrderOutputSerializer)
     @raises(OrderNotFound)
     def get(self, request: Request, order_id: int) -> Response:
-        return Response(order_payload(order_get(user=request.user, order_id=order_id)))
+        return Response(order_representation_get(user=request.user, order_id=order_id))
 
 
 class OrderEventOutputSerializer(serializers.ModelSerializer[OrderEvent]):

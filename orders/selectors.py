@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet, Sum
@@ -13,8 +14,10 @@ from core.counting import RowCount, count_bounded
 from core.errors import NotFound
 from core.readings import cached_reading, datetime_from_json, datetime_to_json
 from inventory.models import Product
+from orders.cache import order_cache_read, order_cache_store
 from orders.error_codes import OrderErrorCode
 from orders.models import Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
+from orders.payloads import order_payload
 
 
 class OrderNotFound(NotFound):
@@ -76,6 +79,20 @@ def order_get(*, user: AbstractBaseUser | AnonymousUser, order_id: int) -> Order
             raise OrderNotFound("Order not found.") from exc
     order_lines_cache(order, found)
     return order
+
+
+def order_representation_get(*, user: AbstractBaseUser | AnonymousUser, order_id: int) -> dict[str, Any]:
+    """The order as the API shows it, if ``user`` may see it: from its cached copy when Redis has
+    one (no database query), else read with :func:`order_get`, leaving a copy."""
+    cached = order_cache_read(order_id=order_id)
+    if cached is not None:
+        if not getattr(user, "is_staff", False) and cached.customer_id != user.pk:
+            raise OrderNotFound("Order not found.")
+        return cached.payload
+    order = order_get(user=user, order_id=order_id)
+    payload = order_payload(order)
+    order_cache_store(order=order, payload=payload)
+    return payload
 
 
 def order_check_visible(*, user: AbstractBaseUser | AnonymousUser, order_id: int) -> None:

@@ -19,6 +19,7 @@ from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from inventory.stock_marks import stock_marks_clear
+from orders.cache import orders_cache_clear
 from tests import faults, processes
 from tests.factories import OperatorFactory, UserFactory, token_for
 from tests.notifications.receiver import WebhookReceiver
@@ -41,11 +42,12 @@ FLOW_WORKER_ENV = {
 
 
 @pytest.fixture(autouse=True)
-def _no_stock_marks_of_earlier_tests() -> None:
-    """Each test's products start at stock version 0, and product ids start again with each
-    test database: marks that earlier tests left in Redis would look newer than theirs."""
+def _no_cached_copies_of_earlier_tests() -> None:
+    """Product and order ids start again with each test database, and each test's products at
+    stock version 0: copies that earlier tests left in Redis could look newer than theirs."""
     with contextlib.suppress(Exception):  # a test may run without Redis
         stock_marks_clear()
+        orders_cache_clear()
 
 
 @pytest.fixture

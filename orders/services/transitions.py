@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -16,6 +17,7 @@ from django_fsm import ConcurrentTransition, can_proceed
 from core.errors import Conflict, DomainError
 from inventory.services import stock_release, stock_unclaim
 from notifications.services import Notification, notifications_publish
+from orders.cache import orders_cache_replace_on_commit
 from orders.error_codes import OrderErrorCode
 from orders.lock_objects import order_lock
 from orders.metrics import transitions_count
@@ -73,7 +75,8 @@ def orders_transition(
     for order in orders:
         if not can_proceed(getattr(order, name)):
             raise InvalidTransition(f"Cannot {name} an order that is {order.status}.")
-    now = timezone.now()
+    # Never before an order's last change: its updated_at versions its cached copies (orders/cache.py).
+    now = max(timezone.now(), max(order.updated_at for order in orders) + timedelta(microseconds=1))
     from_statuses = {order.pk: str(order.status) for order in orders}
     leaving_pending = [order for order in orders if order.status == OrderStatus.PENDING]
     prefetch_related_objects(leaving_pending, "lines")  # for their claims and payloads
@@ -114,13 +117,15 @@ def orders_transition(
         )
         for order in orders
     )
+    payloads = orders_payload(orders)
     notifications_publish(
         notifications=placed
         + [
             Notification(f"order.{order.status}", payload, order.email)
-            for order, payload in zip(orders, orders_payload(orders), strict=True)
+            for order, payload in zip(orders, payloads, strict=True)
         ]
     )
+    orders_cache_replace_on_commit(orders=orders, payloads=payloads)
     transitions_count(list(from_statuses.values()), str(orders[0].status))
     return events
 

@@ -1,0 +1,115 @@
+"""Versioned copies in Redis of what PostgreSQL decides (ARCHITECTURE invariant 10).
+
+A copy is ``[version, data]`` under a key, where the version is a list of integers that grows
+with every committed change of the original (compared element by element). Used for an order's
+representation (orders/cache.py) and the stock marks (inventory/stock_marks.py).
+
+- ``copies_store`` writes a copy only if Redis holds none or an older one, in one script per key,
+  so on-commit hooks that run out of commit order, and read-through copies taken from the
+  database while a change committed, never leave the older state behind;
+- a write that fails deletes the key instead; every copy expires, so a copy that could not be
+  replaced (Redis unreachable from one process only) is trusted for a bounded time;
+- reading is best effort: Redis unavailable reads as no copy, and the caller asks PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django_redis import get_redis_connection
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1]: the copy; ARGV[1]: the new copy's JSON, ARGV[2]: seconds. Written only if newer.
+_WRITE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local old = cjson.decode(current)[1]
+  local new = cjson.decode(ARGV[1])[1]
+  local newer = false
+  for i = 1, #new do
+    if old[i] == nil or new[i] > old[i] then newer = true break end
+    if new[i] < old[i] then break end
+  end
+  if not newer then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Copy:
+    key: str
+    version: tuple[int, ...]
+    data: Any  # JSON types only
+    seconds: int  # how long it may be trusted without being rewritten
+
+
+def _redis() -> Any:
+    return get_redis_connection("default")
+
+
+def copies_store(copies: Sequence[Copy]) -> None:
+    """Write each copy unless Redis holds a newer one; on failure, drop them. Never raises."""
+    if not copies:
+        return
+    try:
+        client = _redis()
+        script = client.register_script(_WRITE_SCRIPT)
+        pipe = client.pipeline(transaction=False)
+        for copy in copies:
+            value = json.dumps([list(copy.version), copy.data], separators=(",", ":"))
+            script(keys=[copy.key], args=[value, copy.seconds], client=pipe)
+        pipe.execute()
+    except Exception:  # Redis is only an accelerator
+        logger.warning("Could not write %d cached copies; dropping them", len(copies), exc_info=True)
+        copies_drop(keys=[copy.key for copy in copies])
+
+
+def copies_store_on_commit(copies: Sequence[Copy]) -> None:
+    """Store the copies once the current transaction commits (at once outside a transaction).
+    Call inside the transaction that changed their originals."""
+    if copies:
+        transaction.on_commit(functools.partial(copies_store, list(copies)))
+
+
+def copies_drop(*, keys: Sequence[str]) -> None:
+    """Delete these copies (the next read asks PostgreSQL). Never raises."""
+    try:
+        _redis().delete(*keys)
+    except Exception:
+        logger.warning("Could not drop cached copies %s", ", ".join(keys), exc_info=True)
+
+
+def copies_read(*, keys: Sequence[str]) -> list[Any | None]:
+    """The data of each key's copy, in one round trip; None where there is none, or for every
+    key when Redis is unavailable."""
+    try:
+        values = _redis().mget(list(keys))
+    except Exception:
+        logger.warning("Cached copies unavailable; reading from the database", exc_info=True)
+        return [None] * len(keys)
+    found: list[Any | None] = []
+    for value in values:
+        try:
+            found.append(None if value is None else json.loads(value)[1])
+        except (ValueError, TypeError, IndexError):
+            found.append(None)  # not a copy of this release: ignored, replaced by the next write
+    return found
+
+
+def copies_clear(*, prefix: str) -> int:
+    """Delete every copy whose key starts with ``prefix`` (for a database recreated empty:
+    tests, benchmarks); returns how many."""
+    client = _redis()
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    return len(keys)
