@@ -96,11 +96,12 @@ class Bench:
     # --- data ------------------------------------------------------------------------------
     def seed(self) -> None:
         from django.contrib.auth.models import User
-        from rest_framework.authtoken.models import Token
+
+        from core.tokens import api_token_issue
 
         customer = User.objects.create_user("bench-customer", "customer@bench.example", "bench-password")
         self.customer = customer
-        self.token = Token.objects.create(user=customer).key
+        self.token = api_token_issue(user=customer).token
         self.skus = [self.product(stock=1_000_000).sku for _ in range(PIPELINE_SKUS)]
         self.sold_out_sku = self.product(stock=0).sku
         self.bare_write: list[LoadResult] = []

@@ -202,8 +202,8 @@ def seed(dataset: Dataset) -> None:
     from django.contrib.auth.models import User
     from django.contrib.sessions.backends.db import SessionStore
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
+    from core.tokens import api_token_issue
     from inventory.services import product_create
 
     dataset.products = [
@@ -214,8 +214,8 @@ def seed(dataset: Dataset) -> None:
     heavy = User.objects.create_user("growth-heavy", "heavy@growth.example")
     staff = User.objects.create_superuser("growth-staff", "staff@growth.example", "growth-password")
     dataset.heavy = heavy.pk
-    dataset.heavy_token = Token.objects.create(user=heavy).key
-    dataset.staff_token = Token.objects.create(user=staff).key
+    dataset.heavy_token = api_token_issue(user=heavy).token
+    dataset.staff_token = api_token_issue(user=staff).token
     session = SessionStore()
     session[SESSION_KEY] = str(staff.pk)
     session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods
 from config import queues
 from core import dead_letters
 from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin, duration_display
-from core.models import DeadLetter, OutboxMessage, TaskFailure
+from core.models import ApiToken, DeadLetter, OutboxMessage, TaskFailure
 from core.permissions import staff_may
 from core.readings import outbox_backlog, queue_depths
 
@@ -195,3 +195,17 @@ class DeadLetterAdmin(admin.ModelAdmin):
             messages.warning(request, f"{letter.id}: not replayed, {reason}.")
         for letter_id in result.not_found:
             messages.warning(request, f"{letter_id}: not found (already replayed or purged?).")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(BoundedCountAdmin, ReadOnlyAdmin):
+    """Who holds API tokens and until when; never a token nor its digest. Deleting one revokes it."""
+
+    list_display = ["user", "created", "expiry"]
+    fields = ["user", "created", "expiry"]
+    list_select_related = ["user"]
+    search_fields = ["user__username"]
+    ordering = ["-created"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("core.delete_apitoken"))

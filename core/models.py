@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from knox.models import AbstractAuthToken
 
 
 class OutboxMessage(models.Model):
@@ -122,3 +123,23 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return "dead letters"
+
+
+class ApiToken(AbstractAuthToken):
+    """An API token as django-rest-knox keeps it: only a SHA-512 digest of the token (the token
+    itself is shown once, to whoever logged in), its first characters to find it, an expiry.
+
+    ``password_fingerprint`` is the user's session hash (an HMAC of their password hash, as
+    Django's sessions keep) when the token was issued: any change of the password changes it, and
+    a token whose fingerprint no longer matches is refused (core/tokens.py), however the password
+    was changed (API, admin, ``changepassword``).
+    """
+
+    password_fingerprint = models.CharField(max_length=128)
+
+    def __str__(self) -> str:
+        # knox's own shows the digest; a token is named by whose it is and when it was issued.
+        return f"API token of {self.user} issued {self.created:%Y-%m-%d %H:%M}"
+
+    class Meta:
+        indexes = [models.Index(fields=["expiry"], name="apitoken_expiry_idx")]  # the prune's

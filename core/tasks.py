@@ -11,6 +11,7 @@ from core.failures import task_failure_prune
 from core.idempotency import idempotency_key_prune
 from core.models import WorkerHeartbeat
 from core.outbox import outbox_prune, outbox_relay
+from core.tokens import api_token_prune
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,13 @@ def idempotency_key_prune_task() -> int:
 @shared_task(name="core.tasks.idempotency_key_cleanup_task", acks_on_failure_or_timeout=True)
 def idempotency_key_cleanup_task() -> int:
     return idempotency_key_prune_task()
+
+
+@shared_task(acks_on_failure_or_timeout=True)
+def api_token_prune_task() -> int:
+    deleted = api_token_prune()
+    logger.info("Deleted %d expired API token(s)", deleted)
+    return deleted
 
 
 @shared_task(acks_on_failure_or_timeout=True)

@@ -10,9 +10,9 @@ import factory
 from django.contrib.auth.models import Permission, User
 from django.db import transaction
 from django.db.models import F, Q
-from rest_framework.authtoken.models import Token
 
 from core.permissions import STAFF_ACTIONS
+from core.tokens import api_token_issue
 from inventory.models import Product, StockLedgerEntry
 from inventory.services import product_create, product_sale_changed
 from orders.models import Order, OrderLine, OrderStatus
@@ -66,7 +66,8 @@ def view_only_staff() -> User:
 
 
 def token_for(user: User) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+    """A new API token for ``user``, as logging in issues one."""
+    return api_token_issue(user=user).token
 
 
 _sku_counter = iter(range(1, 10**9))

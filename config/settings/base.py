@@ -4,6 +4,7 @@ Every value a deployment may change is read from the environment (see ``.env.exa
 the defaults here are for local development against services on 127.0.0.1.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -19,6 +20,8 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+# Previous keys, still accepted for signatures (sessions, API tokens) while a new key rolls out.
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 
 INSTALLED_APPS = [
@@ -29,7 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "drf_standardized_errors",
@@ -152,16 +155,34 @@ DEMO_DATA_ALLOWED = False
 API_MAX_BODY_BYTES = 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+# API tokens (django-rest-knox, core/tokens.py): only their SHA-512 digests are stored, in
+# core.ApiToken, which also remembers the password they were issued under.
+API_TOKEN_TTL_HOURS = env.float("API_TOKEN_TTL_HOURS", default=720)
+if API_TOKEN_TTL_HOURS <= 0:
+    raise ImproperlyConfigured(f"API_TOKEN_TTL_HOURS must be positive, not {API_TOKEN_TTL_HOURS:g}")
+KNOX_TOKEN_MODEL = "core.ApiToken"  # noqa: S105 (a model name)
+# knox's own token model is swapped out for core.ApiToken: none of its migrations, which would
+# create an unused table whose foreign key to the users would only get in the way.
+MIGRATION_MODULES = {"knox": None}
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(hours=API_TOKEN_TTL_HOURS),
+    "TOKEN_MODEL": KNOX_TOKEN_MODEL,
+}
 # When set, /metrics and the workers' metrics endpoints want "Authorization: Bearer <token>".
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 # --- REST API -----------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # django-rest-knox's tokens (hashed, expiring): core/tokens.py
+        "core.tokens.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies only (forms and multipart are refused with 415), parsed with a depth limit.
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.BoundedJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_RENDERER_CLASSES": [
@@ -419,6 +440,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "task-failure-prune": {
         "task": "core.tasks.task_failure_prune_task",
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
+    "api-token-prune": {
+        "task": "core.tasks.api_token_prune_task",
         "schedule": RETENTION_PRUNE_SECONDS,
     },
     "payment-receipt-prune": {

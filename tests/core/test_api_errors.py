@@ -33,7 +33,7 @@ def test_token_endpoint_returns_a_token_for_valid_credentials(api_client):
     bad = api_client.post("/api/v1/auth/token/", {"username": "alice", "password": "wrong"})
 
     assert response.status_code == 200
-    assert len(response.json()["token"]) == 40
+    assert len(response.json()["token"]) == 64
     assert bad.status_code == 400
     assert bad.json()["type"] == "validation_error"
 

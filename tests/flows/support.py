@@ -15,8 +15,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db.models import Sum
-from rest_framework.authtoken.models import Token
 
+from core.tokens import api_token_issue, api_tokens_issue_bulk
 from inventory.models import Product, StockLedgerEntry
 from inventory.selectors import stock_discrepancies
 from orders.models import OrderLine, OrderStatus
@@ -33,7 +33,7 @@ def user_with_token(username: str, *, staff: bool = False) -> tuple[User, str]:
     user = User.objects.create_user(username=username, email=f"{username}@example.com", is_staff=staff)
     if staff:
         staff_permissions_grant(user)
-    return user, Token.objects.create(user=user).key
+    return user, api_token_issue(user=user).token
 
 
 def customers_with_tokens(count: int, *, prefix: str = "buyer") -> list[str]:
@@ -41,8 +41,7 @@ def customers_with_tokens(count: int, *, prefix: str = "buyer") -> list[str]:
     users = User.objects.bulk_create(
         User(username=f"{prefix}{i}", email=f"{prefix}{i}@example.com") for i in range(count)
     )
-    tokens = Token.objects.bulk_create(Token(key=Token.generate_key(), user=user) for user in users)
-    return [token.key for token in tokens]
+    return api_tokens_issue_bulk(users=users)
 
 
 def pending_orders(*, customer: User, product: Product, count: int, quantity: int = 1) -> list[int]:

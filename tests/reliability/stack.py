@@ -338,7 +338,7 @@ SEED = """
 import json
 from decimal import Decimal
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
+from core.tokens import api_token_issue
 from inventory.services import product_create
 from tests.factories import staff_permissions_grant
 customer = User.objects.create_user(username="buyer", email="buyer@example.com")
@@ -346,5 +346,5 @@ staff = User.objects.create_user(username="staff", email="staff@example.com", is
 staff_permissions_grant(staff)
 product_create(sku="PLENTY", name="Plenty", price=Decimal("4.00"), currency="USD", stock=100000)
 product_create(sku="SCARCE", name="Scarce", price=Decimal("9.00"), currency="USD", stock=50)
-print(json.dumps({"customer": Token.objects.create(user=customer).key, "staff": Token.objects.create(user=staff).key}))
+print(json.dumps({"customer": api_token_issue(user=customer).token, "staff": api_token_issue(user=staff).token}))
 """

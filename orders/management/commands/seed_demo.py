@@ -9,8 +9,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
+from core.tokens import api_token_issue
 from inventory.models import Product
 from inventory.services import product_create
 
@@ -39,6 +39,7 @@ class Command(BaseCommand):
                 "to a published password. Create real users with `python manage.py createsuperuser`."
             )
         user_model = get_user_model()
+        users = []
         with transaction.atomic(durable=True):
             for username, password, is_staff in DEMO_USERS:
                 user, _ = user_model.objects.update_or_create(
@@ -49,13 +50,18 @@ class Command(BaseCommand):
                         "is_superuser": is_staff,
                     },
                 )
-                user.set_password(password)
+                user.set_password(password)  # revokes the tokens issued under the previous one
                 user.save(update_fields=["password"])
-                token, _ = Token.objects.get_or_create(user=user)
-                role = "staff (admin)" if is_staff else "customer"
-                self.stdout.write(f"  {role:14} username={username} password={password} token={token.key}")
+                users.append((user, password, is_staff))
             for sku, name, price, stock in DEMO_PRODUCTS:
                 if not Product.objects.filter(sku=sku).exists():
                     product_create(sku=sku, name=name, price=price, currency="USD", stock=stock)
+        for user, password, is_staff in users:
+            issued = api_token_issue(user=user)
+            role = "staff (admin)" if is_staff else "customer"
+            self.stdout.write(
+                f"  {role:14} username={user.get_username()} password={password} token={issued.token} "
+                f"(expires {issued.expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
         skus = ", ".join(sku for sku, *_ in DEMO_PRODUCTS)
         self.stdout.write(f"  products       {skus} (existing products are left as they are)")
