@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import PolymorphicProxySerializer
 from drf_standardized_errors.handler import exception_handler as standardized_errors_handler
 from drf_standardized_errors.openapi import AutoSchema as StandardizedErrorsAutoSchema
@@ -174,3 +176,13 @@ class AutoSchema(StandardizedErrorsAutoSchema):
         return PolymorphicProxySerializer(
             component_name=self._component_name("400"), serializers=variants, resource_type_field_name="type"
         )
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """``Authorization: Token <token>`` (core/tokens.py) in the OpenAPI document."""
+
+    target_class = "core.tokens.ApiTokenAuthentication"
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Token")  # noqa: S106 (a scheme)

@@ -29,8 +29,8 @@ def test_anonymous_request_is_a_json_401(api_client):
 def test_token_endpoint_returns_a_token_for_valid_credentials(api_client):
     get_user_model().objects.create_user("alice", password="s3cret-pass")
 
-    response = api_client.post("/api/v1/auth/token/", {"username": "alice", "password": "s3cret-pass"})
-    bad = api_client.post("/api/v1/auth/token/", {"username": "alice", "password": "wrong"})
+    response = api_client.post("/api/v1/auth/token/", {"username": "alice", "password": "s3cret-pass"}, format="json")
+    bad = api_client.post("/api/v1/auth/token/", {"username": "alice", "password": "wrong"}, format="json")
 
     assert response.status_code == 200
     assert len(response.json()["token"]) == 64

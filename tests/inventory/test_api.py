@@ -15,9 +15,13 @@ def test_staff_create_products_and_adjust_stock(staff, customer, client_for):
     client = client_for(staff)
 
     # when staff create a product, add stock, then try to remove more than there is
-    created = client.post("/api/v1/products/", {"sku": "NEW-1", "name": "New", "price": "3.20", "stock": 4})
-    adjusted = client.post("/api/v1/products/NEW-1/stock-adjustments/", {"delta": 6, "reason": "delivery"})
-    refused = client.post("/api/v1/products/NEW-1/stock-adjustments/", {"delta": -11, "reason": "theft"})
+    created = client.post(
+        "/api/v1/products/", {"sku": "NEW-1", "name": "New", "price": "3.20", "stock": 4}, format="json"
+    )
+    adjusted = client.post(
+        "/api/v1/products/NEW-1/stock-adjustments/", {"delta": 6, "reason": "delivery"}, format="json"
+    )
+    refused = client.post("/api/v1/products/NEW-1/stock-adjustments/", {"delta": -11, "reason": "theft"}, format="json")
     listed = client_for(customer).get("/api/v1/products/").json()
 
     # then the product exists with its stock, and the impossible removal was refused
@@ -38,9 +42,14 @@ def test_customers_cannot_create_products_or_adjust_stock(customer, client_for):
     client = client_for(customer)
 
     # when a customer tries the staff's writes, then each is forbidden
-    assert client.post("/api/v1/products/", {"sku": "X", "name": "X", "price": "1", "stock": 1}).status_code == 403
     assert (
-        client.post(f"/api/v1/products/{product.sku}/stock-adjustments/", {"delta": 1, "reason": "x"}).status_code
+        client.post("/api/v1/products/", {"sku": "X", "name": "X", "price": "1", "stock": 1}, format="json").status_code
+        == 403
+    )
+    assert (
+        client.post(
+            f"/api/v1/products/{product.sku}/stock-adjustments/", {"delta": 1, "reason": "x"}, format="json"
+        ).status_code
         == 403
     )
 
@@ -48,11 +57,11 @@ def test_customers_cannot_create_products_or_adjust_stock(customer, client_for):
 def test_product_validation_and_duplicates(staff, client_for):
     # given a product A1
     client = client_for(staff)
-    client.post("/api/v1/products/", {"sku": "A1", "name": "A", "price": "1.00", "stock": 1})
+    client.post("/api/v1/products/", {"sku": "A1", "name": "A", "price": "1.00", "stock": 1}, format="json")
 
     # when A1 is created again, a product has negative figures, and an unknown one is asked for
-    duplicate = client.post("/api/v1/products/", {"sku": "A1", "name": "A", "price": "1.00", "stock": 1})
-    negative = client.post("/api/v1/products/", {"sku": "B1", "name": "B", "price": "-1", "stock": -1})
+    duplicate = client.post("/api/v1/products/", {"sku": "A1", "name": "A", "price": "1.00", "stock": 1}, format="json")
+    negative = client.post("/api/v1/products/", {"sku": "B1", "name": "B", "price": "-1", "stock": -1}, format="json")
     unknown = client.get("/api/v1/products/NOPE/")
 
     # then each is refused for what it is
