@@ -120,7 +120,11 @@ app.conf.update(
     task_routes={
         "inventory.tasks.*": {"queue": queues.INVENTORY, "routing_key": queues.INVENTORY},
         "orders.tasks.order_reserve_task": {"queue": queues.INVENTORY, "routing_key": queues.INVENTORY},
-        "notifications.tasks.*": {"queue": queues.NOTIFICATIONS, "routing_key": queues.NOTIFICATIONS},
+        # Customer e-mail never waits behind merchant webhooks (ARCHITECTURE.md, invariant 9). The
+        # fan-out writes e-mails as well as deliveries, so it travels with e-mail.
+        "notifications.tasks.webhook_*": {"queue": queues.WEBHOOKS, "routing_key": queues.WEBHOOKS},
+        "notifications.tasks.email_*": {"queue": queues.EMAIL, "routing_key": queues.EMAIL},
+        "notifications.tasks.notification_fan_out_task": {"queue": queues.EMAIL, "routing_key": queues.EMAIL},
     },
     broker_transport_options={"confirm_publish": True},
     broker_connection_retry_on_startup=True,

@@ -1,12 +1,15 @@
 """RabbitMQ topology: work queues per concern, each dead-lettering to its own durable queue.
 
 ```
- publisher -> exchange "tasks" (topic) --routing key = queue name--> orders | inventory | notifications
+ publisher -> exchange "tasks" (topic) --routing key = queue name--> orders | inventory | email | webhooks
                                                                         | rejected without requeue,
                                                                         | or delivered too many times
                                                                         v
-              exchange "dead-letter" (direct) --> orders.dlq | inventory.dlq | notifications.dlq
+              exchange "dead-letter" (direct) --> orders.dlq | inventory.dlq | email.dlq | webhooks.dlq
 ```
+
+Customer e-mail and merchant webhooks have a queue each: a merchant endpoint that answers slowly
+holds a webhook worker process for at most its send deadline, and never delays an e-mail.
 
 Work queues are quorum queues: they survive broker restarts, and their delivery limit bounds a
 message that keeps crashing its worker (each crash returns it to the queue and counts one
@@ -24,8 +27,9 @@ from kombu import Connection, Exchange, Queue
 
 ORDERS = "orders"
 INVENTORY = "inventory"
-NOTIFICATIONS = "notifications"
-WORK_QUEUE_NAMES = (ORDERS, INVENTORY, NOTIFICATIONS)
+EMAIL = "email"
+WEBHOOKS = "webhooks"
+WORK_QUEUE_NAMES = (ORDERS, INVENTORY, EMAIL, WEBHOOKS)
 
 # Deliveries of one message before the broker dead-letters it (crash loops, lost workers).
 DELIVERY_LIMIT = 5
@@ -35,7 +39,7 @@ DEAD_LETTER_EXCHANGE = Exchange("dead-letter", type="direct", durable=True)
 
 
 # Native delayed delivery (retries with a countdown on quorum queues) prefixes the routing key
-# with 28 binary digits, e.g. "0.0. ... .1.notifications".
+# with 28 binary digits, e.g. "0.0. ... .1.webhooks".
 _DELAY_PREFIX = re.compile(r"^(?:[01]\.){28}")
 
 

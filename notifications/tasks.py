@@ -1,10 +1,13 @@
 """Notification tasks: take an id, make one attempt through a service, retry or give up.
 
-Routed to the ``notifications`` queue (config/celery_app.py), so slow webhooks never delay
-stock reservation. Retries are new messages published with a countdown (exponential backoff
-with full jitter, computed by the service); ``NOTIFY_MAX_RETRIES`` bounds the attempts, so
-Celery's own retry limit is off. A task that gives up raises, and its message is rejected
-without requeue: RabbitMQ dead-letters it to ``notifications.dlq``.
+Webhooks are routed to the ``webhooks`` queue, e-mails and the fan-out to ``email``
+(config/celery_app.py), so slow merchant endpoints never delay stock reservation or a customer's
+e-mail. The send tasks have their own time limits (``NOTIFY_SEND_*_TIME_LIMIT_SECONDS``), above
+one attempt's deadline and below the send lease. Retries are new messages published with a
+countdown (exponential backoff with full jitter, computed by the service);
+``NOTIFY_MAX_RETRIES`` bounds the attempts, so Celery's own retry limit is off. A task that
+gives up raises, and its message is rejected without requeue: RabbitMQ dead-letters it to
+``webhooks.dlq`` or ``email.dlq``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django import db
+from django.conf import settings
 
 from notifications.attempts import Channel, Outcome, SendResult, Verdict, next_retry_in
 from notifications.errors import NotificationAttemptFailed, NotificationGaveUp
@@ -26,13 +31,20 @@ logger = logging.getLogger(__name__)
 
 # PostgreSQL unreachable: as transient as a 503, so retried on the same schedule and budget.
 DATABASE_OUTAGES = (db.OperationalError, db.InterfaceError)
+# An attempt that reached the soft time limit (a database that answers too slowly: the HTTP
+# request has its own, shorter, deadline) is retried on the same terms.
+TRANSIENT = (*DATABASE_OUTAGES, SoftTimeLimitExceeded)
+SEND_LIMITS = {
+    "soft_time_limit": settings.NOTIFY_SEND_SOFT_TIME_LIMIT_SECONDS,
+    "time_limit": settings.NOTIFY_SEND_TIME_LIMIT_SECONDS,
+}
 
 
 def _attempt(task: Task[Any, Any], channel: Channel, send: Callable[[int], SendResult]) -> str:
     attempt = task.request.retries + 1
     try:
         result = send(attempt)
-    except DATABASE_OUTAGES as exc:
+    except TRANSIENT as exc:
         retry_in = next_retry_in(verdict=Verdict.RETRY, attempt=attempt)
         if retry_in is None:
             raise
@@ -46,14 +58,14 @@ def _attempt(task: Task[Any, Any], channel: Channel, send: Callable[[int], SendR
 
 
 # Giving up is expected: logged without a traceback (the attempts are recorded in PostgreSQL).
-@shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
+@shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,), **SEND_LIMITS)
 def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int) -> str:
     return _attempt(
         self, Channel.WEBHOOK, lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt)
     )
 
 
-@shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,))
+@shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,), **SEND_LIMITS)
 def email_notification_send_task(self: Task[Any, Any], email_id: int) -> str:
     return _attempt(self, Channel.EMAIL, lambda attempt: email_notification_send(email_id=email_id, attempt=attempt))
 

@@ -1,6 +1,10 @@
 """One webhook request over HTTP, and its verdict (notifications/attempts.py).
 
-Connect and read timeouts, no redirects followed (a 3xx is a permanent failure: the merchant
+A total deadline per attempt (``WEBHOOK_DEADLINE_SECONDS``): connecting, the TLS handshake,
+sending the request, and reading the headers and the body all share it, because every socket
+operation is given what is left of it (``_DeadlineBackend``). A receiver that trickles one byte
+at a time, each within the per-read timeout, is cut off at the deadline all the same. No
+redirects followed (a 3xx is a permanent failure: the merchant
 must configure the final URL), at most ``MAX_RESPONSE_BYTES`` of the answer read and kept, and
 the SSRF guard of ``notifications.ssrf`` (connect to the vetted address, send the original
 Host and TLS server name). Proxies from the environment are ignored: they would defeat the guard.
@@ -8,11 +12,14 @@ Host and TLS server name). Proxies from the environment are ignored: they would 
 
 from __future__ import annotations
 
+import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 from django.conf import settings
 
@@ -20,9 +27,8 @@ from core.tracing import client_span, span_outcome
 from notifications.attempts import Verdict, classify_status
 from notifications.ssrf import Target, UnresolvableTarget, UnsafeTarget, resolve_target
 
+# Caps on one step within the attempt's deadline (which bounds them all together).
 CONNECT_TIMEOUT_SECONDS = 5.0
-# Also the write timeout: a receiver gets this long per read or write, not in total; the
-# bounded read below keeps a slow-dripping answer from holding the worker much longer.
 READ_TIMEOUT_SECONDS = 10.0
 MAX_RESPONSE_BYTES = 4096
 # Addresses of one name tried in turn when a connection cannot be made (e.g. an IPv6 answer
@@ -39,6 +45,82 @@ class WebhookResponse:
     status_code: int | None = None
     body: str = ""
     error: str = ""
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read, write and TLS handshake ends by ``deadline``."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def _left(self, timeout: float | None, error: type[Exception]) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise error("the attempt's deadline has passed")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, timeout=self._left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, timeout=self._left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        stream = self._stream.start_tls(
+            ssl_context, server_hostname=server_hostname, timeout=self._left(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend, with every connection bound by one monotonic ``deadline``."""
+
+    def __init__(self, deadline: float) -> None:
+        self._backend = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ConnectTimeout("the attempt's deadline has passed")
+        stream = self._backend.connect_tcp(
+            host,
+            port,
+            timeout=left if timeout is None else min(timeout, left),
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport over ``_DeadlineBackend``; no proxy, no retries, certificates from certifi."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(trust_env=False)
+        # httpx takes no network backend: its connection pool is replaced by one that has ours.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=_DeadlineBackend(deadline)
+        )
 
 
 def _read_bounded(response: httpx.Response) -> bytes:
@@ -72,7 +154,8 @@ def _send_to_first_reachable(
 
 
 def webhook_post(*, url: str, body: str, headers: Mapping[str, str]) -> WebhookResponse:
-    """POST ``body`` to ``url``; never raises for anything the network or the receiver does.
+    """POST ``body`` to ``url``; never raises for anything the network or the receiver does, and
+    returns within ``WEBHOOK_DEADLINE_SECONDS`` (plus the name lookup of the SSRF guard).
 
     Traced as an HTTP client span (core/tracing.py), with the URL less its query, which may hold
     the merchant's credentials; no ``traceparent`` is sent to the merchant.
@@ -99,6 +182,7 @@ def _webhook_post(*, url: str, body: str, headers: Mapping[str, str]) -> Webhook
     def elapsed_ms() -> int:
         return round((time.monotonic() - started) * 1000)
 
+    deadline = started + settings.WEBHOOK_DEADLINE_SECONDS
     try:
         target = resolve_target(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS)
     except UnsafeTarget as exc:
@@ -116,7 +200,9 @@ def _webhook_post(*, url: str, body: str, headers: Mapping[str, str]) -> Webhook
         "Accept-Encoding": "identity",
     }
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, trust_env=False, transport=_DeadlineTransport(deadline)
+        ) as client:
             response = _send_to_first_reachable(
                 client, target=target, body=body.encode("utf-8"), headers=request_headers
             )

@@ -36,6 +36,10 @@ FLOW_WORKER_ENV = {
     # Sends to the suite's local receivers take milliseconds: a copy of a message whose worker was
     # killed, or whose broker node went down, mid-send sends once this lease has run out.
     "NOTIFY_SEND_LEASE_SECONDS": "10",
+    # ... which the send tasks' limits and one webhook attempt's deadline must stay under.
+    "WEBHOOK_DEADLINE_SECONDS": "2",
+    "NOTIFY_SEND_SOFT_TIME_LIMIT_SECONDS": "6",
+    "NOTIFY_SEND_TIME_LIMIT_SECONDS": "8",
     "TEST_CELERY_IMPORTS": "tests.flows.poison_tasks",
     "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
 }

@@ -153,3 +153,22 @@ def test_production_keeps_nothing_on_a_database_session():
     database = json.loads(result.stdout.strip().splitlines()[-1])
     assert database["cursors_disabled"] is True
     assert not set(database["options"]) & set(SESSION_BOUND_OPTIONS), database["options"]
+
+
+def test_a_send_lease_that_ends_before_the_send_tasks_time_limit_is_refused():
+    # a second copy of a send could start while the first, past its lease, still sends
+    env = {**PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "config.settings.test", "NOTIFY_SEND_LEASE_SECONDS": "50"}
+
+    result = run_manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "NOTIFY_SEND_LEASE_SECONDS" in result.stderr
+
+
+def test_a_webhook_deadline_beyond_the_send_tasks_soft_limit_is_refused():
+    env = {**PRODUCTION_ENV, "DJANGO_SETTINGS_MODULE": "config.settings.test", "WEBHOOK_DEADLINE_SECONDS": "45"}
+
+    result = run_manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "WEBHOOK_DEADLINE_SECONDS" in result.stderr

@@ -248,6 +248,14 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="amqp://guest:guest@127.0.0
 # Celery's Django fix-up closes the database connection after every task unless told to reuse
 # it; config/celery_app.py closes it as Django does after a request instead.
 CELERY_DB_REUSE_MAX = 1000
+# Every task has a time limit (ARCHITECTURE.md, invariant 9). At the soft limit the task gets
+# SoftTimeLimitExceeded and can clean up; at the hard limit its process is killed and replaced,
+# and its message is returned to the queue (the quorum queue's delivery limit bounds how often).
+# Tasks that need other limits set them on their decorator (the send tasks, below).
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("TASK_SOFT_TIME_LIMIT_SECONDS", default=120)
+CELERY_TASK_TIME_LIMIT = env.int("TASK_TIME_LIMIT_SECONDS", default=150)
+if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured("TASK_SOFT_TIME_LIMIT_SECONDS must be positive and below TASK_TIME_LIMIT_SECONDS")
 
 # A dead letter of these tasks is replayed by their app's service, not published again as it is
 # (core/dead_letters.py): a notification is recovered as the admin's Resend recovers it.
@@ -280,6 +288,22 @@ NOTIFY_BACKOFF_MAX_SECONDS = env.float("NOTIFY_BACKOFF_MAX_SECONDS", default=600
 # than any attempt can take, as a second copy may send once it has expired. Also how long a
 # notification whose worker was killed mid-send waits before it is sent again.
 NOTIFY_SEND_LEASE_SECONDS = env.int("NOTIFY_SEND_LEASE_SECONDS", default=120)
+# One webhook attempt, in total: connect, TLS, sending, the answer's headers and body
+# (notifications/webhook_client.py). A receiver that trickles bytes costs at most this.
+WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", default=15)
+# The send tasks' time limits: above one attempt (the webhook deadline, or the SMTP conversation
+# under EMAIL_TIMEOUT) and the writes around it, below the send lease, so that a second copy
+# of a message can never send while a first one, past its lease, still does.
+NOTIFY_SEND_SOFT_TIME_LIMIT_SECONDS = env.int("NOTIFY_SEND_SOFT_TIME_LIMIT_SECONDS", default=45)
+NOTIFY_SEND_TIME_LIMIT_SECONDS = env.int("NOTIFY_SEND_TIME_LIMIT_SECONDS", default=60)
+if not (
+    0 < WEBHOOK_DEADLINE_SECONDS < NOTIFY_SEND_SOFT_TIME_LIMIT_SECONDS
+    and NOTIFY_SEND_SOFT_TIME_LIMIT_SECONDS < NOTIFY_SEND_TIME_LIMIT_SECONDS < NOTIFY_SEND_LEASE_SECONDS
+):
+    raise ImproperlyConfigured(
+        "Send limits must grow in this order: 0 < WEBHOOK_DEADLINE_SECONDS < NOTIFY_SEND_SOFT_TIME_LIMIT_SECONDS"
+        " < NOTIFY_SEND_TIME_LIMIT_SECONDS < NOTIFY_SEND_LEASE_SECONDS"
+    )
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
 
 # --- Retention (core/retention.py): how long rows that only record the past are kept ---------

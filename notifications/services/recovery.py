@@ -4,7 +4,7 @@ The admin's *Resend*, the API and ``manage.py dlq replay`` (its replay handler, 
 ``DEAD_LETTER_REPLAY_HANDLERS`` setting) all come here. Recovering a notification puts it back
 to ``pending`` and queues a new send through the outbox, with a fresh attempt budget, in one
 transaction under its row lock; then its dead letters, the messages of the sends that gave up,
-are removed from ``notifications.dlq``: the new send replaces them, and a dead letter left
+are removed from ``webhooks.dlq`` or ``email.dlq``: the new send replaces them, and a dead letter left
 behind would keep the dead-letter alert firing. A send still scheduled (a retry of a ``failed``
 notification) is harmless: whichever send succeeds first, the other finds it delivered.
 
@@ -33,6 +33,7 @@ from notifications.services.publishing import EMAIL_NOTIFICATION_TASK, WEBHOOK_D
 logger = logging.getLogger(__name__)
 
 SEND_TASKS = {Channel.WEBHOOK: WEBHOOK_DELIVERY_TASK, Channel.EMAIL: EMAIL_NOTIFICATION_TASK}
+SEND_QUEUES = {Channel.WEBHOOK: queues.WEBHOOKS, Channel.EMAIL: queues.EMAIL}
 _NOUNS = {Channel.WEBHOOK: "webhook delivery", Channel.EMAIL: "e-mail"}
 
 
@@ -90,7 +91,7 @@ def notifications_recover(*, channel: Channel, ids: Sequence[int], settle_dead_l
             return letter.task == task and len(args) == 1 and args[0] in recovered
 
         try:
-            recovery.dead_letters_settled = len(dead_letters_settle(queue=queues.NOTIFICATIONS, matching=replaced))
+            recovery.dead_letters_settled = len(dead_letters_settle(queue=SEND_QUEUES[channel], matching=replaced))
         except Exception as exc:  # the sends are queued; only the clean-up waits for RabbitMQ
             logger.warning("Dead letters of recovered %ss not removed: %s", _NOUNS[channel], exc)
             recovery.dead_letters_error = f"RabbitMQ is unavailable ({exc})"

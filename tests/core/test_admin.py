@@ -246,7 +246,7 @@ def test_the_dead_letter_page_shows_the_oldest_few_and_says_how_many_more_there_
 
 @pytest.mark.flow
 def test_staff_who_may_only_view_dead_letters_cannot_replay_or_purge(client, dead_letter_queues_empty, fresh_readings):
-    letter = dead_letter_to(queues.NOTIFICATIONS)
+    letter = dead_letter_to(queues.WEBHOOKS)
     client.force_login(staff_with("view_deadletter"))
 
     page = client.get("/admin/core/deadletter/")

@@ -38,20 +38,20 @@ def test_a_task_message_shows_its_id_task_arguments_and_deaths_in_work_queues_on
             "id": "abc-123",
             "task": "notifications.tasks.webhook_delivery_send_task",
             "x-death": [
-                {"queue": "notifications", "reason": "rejected", "count": 2, "time": died},
+                {"queue": "webhooks", "reason": "rejected", "count": 2, "time": died},
                 {"queue": "celery_delayed_0", "reason": "expired", "count": 3, "time": died},
             ],
         },
     )
 
     # when it is read
-    letter = _parse(message, dead_letter_queue="notifications.dlq")
+    letter = _parse(message, dead_letter_queue="webhooks.dlq")
 
     # then
     assert letter.id == "abc-123"
     assert letter.task == "notifications.tasks.webhook_delivery_send_task"
     assert (letter.args, letter.kwargs) == ([12], {"force": True})
-    assert letter.queue == "notifications"
+    assert letter.queue == "webhooks"
     assert letter.reason == "rejected"
     assert letter.death_count == 2
     assert letter.died_at == died.replace(tzinfo=UTC)  # AMQP timestamps are UTC
@@ -86,12 +86,14 @@ def test_a_message_past_its_delivery_limit_says_it_kept_crashing():
     assert "kept crashing" in _parse(message, dead_letter_queue="inventory.dlq").error
 
 
-@pytest.mark.parametrize("queue", [None, "notifications", "notifications.dlq"])
+@pytest.mark.parametrize("queue", [None, "webhooks", "webhooks.dlq"])
 def test_queues_are_named_with_or_without_the_dlq_suffix(queue):
     names = dead_letter_queues(queue)
 
-    assert "notifications.dlq" in names
-    assert names == (["orders.dlq", "inventory.dlq", "notifications.dlq"] if queue is None else ["notifications.dlq"])
+    assert "webhooks.dlq" in names
+    assert names == (
+        ["orders.dlq", "inventory.dlq", "email.dlq", "webhooks.dlq"] if queue is None else ["webhooks.dlq"]
+    )
 
 
 def test_an_unknown_queue_is_refused():
@@ -118,11 +120,11 @@ def test_a_replay_publishes_a_fresh_run_to_the_original_queue_then_acknowledges_
         "retries": 2,
         "eta": "2030-01-02T03:04:05+00:00",
         "x-delivery-count": 1,
-        "x-death": [{"queue": "notifications", "reason": "rejected", "count": 1}],
+        "x-death": [{"queue": "webhooks", "reason": "rejected", "count": 1}],
     }
     message = dead_message(b"[[12], {}, {}]", content_type="application/json", headers=headers)
     message.delivery_info = {"delivery_tag": 7}
-    held = _Held(message, _parse(message, dead_letter_queue="notifications.dlq"))
+    held = _Held(message, _parse(message, dead_letter_queue="webhooks.dlq"))
     channel = RecordingChannel()
 
     # when it is replayed
@@ -131,7 +133,7 @@ def test_a_replay_publishes_a_fresh_run_to_the_original_queue_then_acknowledges_
     # then the same body goes to its queue through the task exchange, with a fresh retry budget,
     # and only then is the dead letter acknowledged
     (_, published, exchange, routing_key, mandatory), ack = channel.calls
-    assert (exchange, routing_key, mandatory) == ("tasks", "notifications", True)
+    assert (exchange, routing_key, mandatory) == ("tasks", "webhooks", True)
     assert published.body == b"[[12], {}, {}]"
     assert published.properties["content_type"] == "application/json"
     assert published.properties["delivery_mode"] == 2
@@ -201,7 +203,7 @@ def test_dlq_list_has_a_default_limit_and_refuses_one_out_of_range(dead_letter_q
 def test_dlq_replay_dry_run_says_what_it_would_replay_and_changes_nothing(dead_letter_queues_empty):
     # given a dead letter of a plain task and one of a notification's send (replayed by its service)
     plain = dead_letter_to(queues.ORDERS)
-    send = dead_letter_to(queues.NOTIFICATIONS, task="notifications.tasks.email_notification_send_task", args=[1])
+    send = dead_letter_to(queues.EMAIL, task="notifications.tasks.email_notification_send_task", args=[1])
 
     # when every letter is replayed as a dry run
     out, _ = run_dlq("replay", "--all", "--dry-run")

@@ -41,8 +41,8 @@ def test_a_failing_task_leaves_a_record_of_its_error():
 @pytest.mark.parametrize(
     ("routing_key", "queue"),
     [
-        ("notifications", "notifications"),
-        ("0." * 27 + "1.notifications", "notifications"),  # a retry through native delayed delivery
+        ("webhooks", "webhooks"),
+        ("0." * 27 + "1.webhooks", "webhooks"),  # a retry through native delayed delivery
         (None, ""),
     ],
 )

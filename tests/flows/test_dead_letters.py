@@ -1,5 +1,5 @@
 """Poison messages and the dead-letter queues, for real: a raw undecodable message and a task
-that kills its worker each end in notifications.dlq after a bounded number of deliveries, the
+that kills its worker each end in webhooks.dlq after a bounded number of deliveries, the
 queue keeps flowing, and ``manage.py dlq`` lists, replays and purges what is there."""
 
 from __future__ import annotations
@@ -33,20 +33,20 @@ def publish_raw(body: bytes, content_type: str) -> None:
         Producer(conn.default_channel).publish(
             body,
             exchange=Exchange(queues.TASK_EXCHANGE.name, type="topic"),
-            routing_key=queues.NOTIFICATIONS,
+            routing_key=queues.WEBHOOKS,
             content_type=content_type,
             content_encoding="binary",
             delivery_mode=2,
         )
 
 
-def send_to_notifications_queue(task_name: str, *args: str) -> str:
-    return app.send_task(task_name, args=list(args), queue=queues.NOTIFICATIONS).id
+def send_to_webhooks_queue(task_name: str, *args: str) -> str:
+    return app.send_task(task_name, args=list(args), queue=queues.WEBHOOKS).id
 
 
 def dead_letter(letter_id: str) -> DeadLetteredMessage:
     return wait_until(
-        lambda: next((d for d in dead_letter_list(queue=queues.NOTIFICATIONS) if d.id == letter_id), None),
+        lambda: next((d for d in dead_letter_list(queue=queues.WEBHOOKS) if d.id == letter_id), None),
         timeout=WAIT,
         message=f"dead letter {letter_id}",
     )
@@ -77,11 +77,11 @@ def test_an_undecodable_message_is_dead_lettered_and_the_queue_keeps_flowing(
     publish_raw(b"\x80\x04 this is not JSON {", content_type="application/json")
 
     # then it is dead-lettered after one delivery, with what is known about it
-    letters = wait_until(lambda: dead_letter_list(queue=queues.NOTIFICATIONS), timeout=WAIT, message="the dead letter")
+    letters = wait_until(lambda: dead_letter_list(queue=queues.WEBHOOKS), timeout=WAIT, message="the dead letter")
     assert len(letters) == 1
     assert letters[0].id.startswith("sha256-")
     assert letters[0].task is None
-    assert letters[0].queue == queues.NOTIFICATIONS
+    assert letters[0].queue == queues.WEBHOOKS
     assert letters[0].reason == "rejected"
     assert "not decodable" in letters[0].error
     assert letters[0].death_count == 1
@@ -94,7 +94,7 @@ def test_a_message_that_kills_its_worker_is_dead_lettered_after_the_delivery_lim
 ):
     # given a task that kills the worker process running it, every time
     runs = tmp_path / "runs"
-    task_id = send_to_notifications_queue(CRASH_TASK, str(runs))
+    task_id = send_to_webhooks_queue(CRASH_TASK, str(runs))
 
     # then the broker dead-letters it once its delivery limit is exceeded
     letter = dead_letter(task_id)
@@ -111,12 +111,12 @@ def test_a_message_that_kills_its_worker_is_dead_lettered_after_the_delivery_lim
 def test_dlq_lists_replays_and_purges_dead_letters(live_worker, dead_letter_queues_empty, tmp_path):
     # given two tasks that fail for good, so their messages are dead-lettered
     fixed, ran = tmp_path / "fixed", tmp_path / "ran"
-    first = send_to_notifications_queue(FAIL_TASK, str(fixed), str(ran))
-    second = send_to_notifications_queue(FAIL_TASK, str(fixed), str(tmp_path / "ran-2"))
+    first = send_to_webhooks_queue(FAIL_TASK, str(fixed), str(ran))
+    second = send_to_webhooks_queue(FAIL_TASK, str(fixed), str(tmp_path / "ran-2"))
     dead_letter(first), dead_letter(second)
 
     # when they are listed as JSON
-    listed = json.loads(run_dlq("list", "--queue", "notifications", "--json"))
+    listed = json.loads(run_dlq("list", "--queue", "webhooks", "--json"))
 
     # then each shows its task, arguments, recorded error and death count
     by_id = {letter["id"]: letter for letter in listed}
@@ -125,7 +125,7 @@ def test_dlq_lists_replays_and_purges_dead_letters(live_worker, dead_letter_queu
     assert by_id[first]["args"] == [str(fixed), str(ran)]
     assert by_id[first]["error"] == "RuntimeError: the cause is not fixed yet"
     assert by_id[first]["death_count"] == 1
-    assert TaskFailure.objects.filter(task_id=first, queue="notifications").exists()
+    assert TaskFailure.objects.filter(task_id=first, queue="webhooks").exists()
     # and the text listing says the same, and listing removed nothing
     text = run_dlq("list")
     assert first in text and "RuntimeError: the cause is not fixed yet" in text and "2 dead letter(s)." in text
@@ -163,11 +163,11 @@ def test_dlq_lists_replays_and_purges_dead_letters(live_worker, dead_letter_queu
 
 def test_a_replayed_task_that_fails_again_counts_its_second_death(live_worker, dead_letter_queues_empty, tmp_path):
     # given a dead-lettered task whose cause is not fixed
-    task_id = send_to_notifications_queue(FAIL_TASK, str(tmp_path / "fixed"), str(tmp_path / "ran"))
+    task_id = send_to_webhooks_queue(FAIL_TASK, str(tmp_path / "fixed"), str(tmp_path / "ran"))
     dead_letter(task_id)
 
     # when it is replayed anyway
-    run_dlq("replay", "--all", "--queue", "notifications")
+    run_dlq("replay", "--all", "--queue", "webhooks")
 
     # then it is back in the dead-letter queue, having died twice
     letter = wait_until(

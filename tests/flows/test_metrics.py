@@ -176,7 +176,7 @@ def test_a_failing_webhook_endpoint_shows_in_delivery_task_and_dead_letter_count
 
     def gave_up() -> str | None:
         text = scrape(worker.metrics_url())
-        return text if sample(text, "orderservice_messages_dead_lettered_total", queue="notifications",
+        return text if sample(text, "orderservice_messages_dead_lettered_total", queue="webhooks",
                               reason="failed") == 1 else None  # fmt: skip
 
     text = wait_until(gave_up, timeout=60, message="the delivery to be dead-lettered")

@@ -98,7 +98,7 @@ def test_an_endpoint_that_keeps_failing_is_dead_lettered_then_replayed_and_deliv
     assert webhook_receiver.statuses() == [500] * MAX_ATTEMPTS
     task_id = task_id_of(delivery)
     letters = wait_until(
-        lambda: [d for d in dead_letter_list(queue=queues.NOTIFICATIONS) if d.id == task_id],
+        lambda: [d for d in dead_letter_list(queue=queues.WEBHOOKS) if d.id == task_id],
         timeout=WAIT,
         message="the dead letter",
     )
@@ -114,7 +114,7 @@ def test_an_endpoint_that_keeps_failing_is_dead_lettered_then_replayed_and_deliv
     # then the delivery succeeds, with exactly one successful request
     wait_until(lambda: delivery_in(WebhookDelivery.Status.SUCCEEDED), timeout=WAIT, message="the replay")
     assert webhook_receiver.statuses() == [500] * MAX_ATTEMPTS + [200]
-    assert dead_letter_list(queue=queues.NOTIFICATIONS) == []
+    assert dead_letter_list(queue=queues.WEBHOOKS) == []
 
     # when the same message arrives once more (a redelivery, a second replay)
     app.send_task("notifications.tasks.webhook_delivery_send_task", args=[delivery.pk], task_id=task_id)
@@ -141,7 +141,7 @@ def test_a_404_is_dead_lettered_after_one_attempt(live_worker, webhook_receiver,
     assert delivery.last_response_code == 404
     task_id = task_id_of(delivery)
     letter = wait_until(
-        lambda: [d for d in dead_letter_list(queue=queues.NOTIFICATIONS) if d.id == task_id],
+        lambda: [d for d in dead_letter_list(queue=queues.WEBHOOKS) if d.id == task_id],
         timeout=WAIT,
         message="the dead letter",
     )[0]

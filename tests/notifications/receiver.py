@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -132,3 +133,71 @@ class WebhookReceiver:
     def statuses(self) -> list[int]:
         with self._lock:
             return [r.status for r in self.requests]
+
+
+class TricklingReceiver:
+    """A hostile endpoint: reads the request, then sends its answer one byte every ``interval``
+    seconds for ``lasting`` seconds, then hangs up (``in_headers``: the status line and headers
+    too; else a complete header block announcing a large body, then the trickle). Records when
+    each connection came and went."""
+
+    def __init__(self, *, interval: float, in_headers: bool = True, lasting: float = 6.0) -> None:
+        self.interval = interval
+        self.lasting = lasting
+        self.in_headers = in_headers
+        self.connections: list[tuple[float, float | None]] = []
+        self._lock = threading.Lock()
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.2)
+        self.port = self._socket.getsockname()[1]
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> TricklingReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self._socket.close()
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with self._lock:
+            index = len(self.connections)
+            self.connections.append((time.time(), None))
+        until = time.monotonic() + self.lasting
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+        stream = head + b"x" * 100000 if self.in_headers else b"x" * 100000
+        try:
+            conn.settimeout(5)
+            conn.recv(65536)  # the request (small enough for one read)
+            if not self.in_headers:
+                conn.sendall(head)
+            for byte in stream:
+                if self._stopped.wait(self.interval) or time.monotonic() > until:
+                    break
+                conn.sendall(bytes([byte]))
+        except OSError:
+            pass  # the client gave up: what the test wants
+        finally:
+            conn.close()
+            with self._lock:
+                self.connections[index] = (self.connections[index][0], time.time())
+
+    def durations(self) -> list[float]:
+        """Seconds each finished connection lasted."""
+        with self._lock:
+            return [end - start for start, end in self.connections if end is not None]

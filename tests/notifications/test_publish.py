@@ -4,6 +4,7 @@ fan-out task it queues (run here in-process with ``apply``; the flow tests run i
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from config.celery_app import app
@@ -241,12 +242,30 @@ def test_every_event_type_of_the_contract_is_known():
     assert sorted(EventType.values) == sorted(f"order.{state}" for state in states)
 
 
-def test_the_tasks_exist_and_run_on_the_notifications_queue():
+def test_webhooks_have_a_queue_of_their_own_and_e_mail_never_waits_behind_them():
     app.loader.import_default_modules()  # what a worker does at start (autodiscovery)
 
-    for name in (FAN_OUT_TASK, WEBHOOK_DELIVERY_TASK, EMAIL_NOTIFICATION_TASK):
-        assert name in app.tasks
-        assert app.amqp.router.route({}, name)["queue"].name == "notifications"
+    routes = {name: app.amqp.router.route({}, name)["queue"].name for name in app.tasks if name.startswith("notif")}
+    assert routes[WEBHOOK_DELIVERY_TASK] == "webhooks"
+    assert routes[EMAIL_NOTIFICATION_TASK] == "email"
+    # the fan-out writes e-mails too: it must not wait behind webhooks either
+    assert routes[FAN_OUT_TASK] == "email"
+    assert routes["notifications.tasks.delivery_attempt_prune_task"] == "orders"
+
+
+def test_every_task_has_soft_and_hard_time_limits_and_sends_end_before_their_lease():
+    app.loader.import_default_modules()
+
+    for name, task in app.tasks.items():
+        if name.startswith("celery."):
+            continue
+        soft = task.soft_time_limit or app.conf.task_soft_time_limit
+        hard = task.time_limit or app.conf.task_time_limit
+        assert soft and hard and soft < hard, name
+    for name in (WEBHOOK_DELIVERY_TASK, EMAIL_NOTIFICATION_TASK):
+        task = app.tasks[name]
+        assert settings.WEBHOOK_DEADLINE_SECONDS < task.soft_time_limit < task.time_limit
+        assert task.time_limit < settings.NOTIFY_SEND_LEASE_SECONDS
 
 
 @pytest.mark.django_db

@@ -62,8 +62,8 @@ def test_a_delivered_notification_or_a_deactivated_endpoint_is_refused_and_nothi
 def test_recovering_removes_the_dead_letters_the_new_send_replaces_and_only_those(dead_letter_queues_empty):
     # given two dead-lettered e-mails, each with its dead letter, and an unrelated dead letter
     recovered, other = EmailNotificationFactory.create_batch(2, status=EmailNotification.Status.DEAD_LETTERED)
-    replaced = dead_letter_to(queues.NOTIFICATIONS, task=EMAIL_NOTIFICATION_TASK, args=[recovered.pk])
-    kept = dead_letter_to(queues.NOTIFICATIONS, task=EMAIL_NOTIFICATION_TASK, args=[other.pk])
+    replaced = dead_letter_to(queues.EMAIL, task=EMAIL_NOTIFICATION_TASK, args=[recovered.pk])
+    kept = dead_letter_to(queues.EMAIL, task=EMAIL_NOTIFICATION_TASK, args=[other.pk])
 
     # when the first e-mail is recovered
     recovery = notifications_recover(channel=Channel.EMAIL, ids=[recovered.pk])
@@ -98,7 +98,7 @@ def test_recovering_while_rabbitmq_is_down_still_queues_the_send(monkeypatch):
 def test_replaying_a_notifications_dead_letter_recovers_it(dead_letter_queues_empty):
     # given a dead-lettered delivery and its dead letter
     delivery = WebhookDeliveryFactory.create(status=DEAD, attempt_count=3)
-    letter_id = dead_letter_to(queues.NOTIFICATIONS, task=WEBHOOK_DELIVERY_TASK, args=[delivery.pk])
+    letter_id = dead_letter_to(queues.WEBHOOKS, task=WEBHOOK_DELIVERY_TASK, args=[delivery.pk])
 
     # when the dead letter is replayed
     result = dead_letter_replay(ids=[letter_id])
@@ -115,7 +115,7 @@ def test_replaying_a_notifications_dead_letter_recovers_it(dead_letter_queues_em
 def test_replaying_the_dead_letter_of_a_delivered_notification_only_removes_it(dead_letter_queues_empty):
     # given a delivery that succeeded since its dead letter was left (resent while RabbitMQ was down)
     delivery = WebhookDeliveryFactory.create(status=WebhookDelivery.Status.SUCCEEDED)
-    letter_id = dead_letter_to(queues.NOTIFICATIONS, task=WEBHOOK_DELIVERY_TASK, args=[delivery.pk])
+    letter_id = dead_letter_to(queues.WEBHOOKS, task=WEBHOOK_DELIVERY_TASK, args=[delivery.pk])
 
     # when it is replayed
     result = dead_letter_replay(ids=[letter_id])
@@ -129,7 +129,7 @@ def test_replaying_the_dead_letter_of_a_delivered_notification_only_removes_it(d
 def test_a_dead_letter_the_service_refuses_stays_with_the_reason(dead_letter_queues_empty):
     # given a dead-lettered delivery to an endpoint that was deactivated since
     delivery = WebhookDeliveryFactory.create(status=DEAD, endpoint=WebhookEndpointFactory.create(active=False))
-    letter_id = dead_letter_to(queues.NOTIFICATIONS, task=WEBHOOK_DELIVERY_TASK, args=[delivery.pk])
+    letter_id = dead_letter_to(queues.WEBHOOKS, task=WEBHOOK_DELIVERY_TASK, args=[delivery.pk])
 
     # when it is replayed
     result = dead_letter_replay(ids=[letter_id])

@@ -17,7 +17,7 @@ from notifications.models import DeliveryAttempt, SendLease, WebhookDelivery, We
 from notifications.services import Outcome, webhook_delivery_send
 from notifications.services.webhooks import SEND_LOCK_KIND
 from tests.notifications.factories import WebhookDeliveryFactory, WebhookEndpointFactory
-from tests.notifications.receiver import Response
+from tests.notifications.receiver import Response, TricklingReceiver
 
 pytestmark = pytest.mark.django_db
 
@@ -126,6 +126,27 @@ def test_a_slow_endpoint_times_out_and_is_retried(delivery, webhook_receiver, mo
     assert attempt.status_code is None
     assert attempt.error.startswith("timeout: ReadTimeout")
     assert attempt.duration_ms < 1500
+
+
+@pytest.mark.parametrize("in_headers", [True, False], ids=["headers", "body"])
+@override_settings(WEBHOOK_DEADLINE_SECONDS=1.0)
+def test_a_receiver_that_trickles_bytes_is_cut_off_at_the_attempts_deadline(in_headers):
+    # given an endpoint that answers one byte every 0.2 s (each read well within its own timeout)
+    receiver = TricklingReceiver(interval=0.2, in_headers=in_headers).start()
+    try:
+        endpoint = WebhookEndpointFactory.create(url=receiver.url)
+        delivery = WebhookDeliveryFactory.create(endpoint=endpoint)
+
+        # when the delivery is attempted
+        result = webhook_delivery_send(delivery_id=delivery.pk, attempt=1)
+    finally:
+        receiver.stop()
+
+    # then the attempt ends at its total deadline, as a timeout to retry
+    assert result.outcome is Outcome.RETRY
+    [attempt] = attempts_of(delivery)
+    assert attempt.error.startswith("timeout: ReadTimeout"), attempt.error
+    assert 1000 <= attempt.duration_ms < 1500
 
 
 def test_a_refused_connection_is_retried(webhook_receiver):

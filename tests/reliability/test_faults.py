@@ -225,12 +225,12 @@ from config import queues
 from config.celery_app import app
 with Connection(app.conf.broker_url) as conn:
     Producer(conn.default_channel).publish(
-        %(raw)r, exchange=Exchange(queues.TASK_EXCHANGE.name, type="topic"), routing_key=queues.NOTIFICATIONS,
+        %(raw)r, exchange=Exchange(queues.TASK_EXCHANGE.name, type="topic"), routing_key=queues.WEBHOOKS,
         content_type="application/json", content_encoding="binary", delivery_mode=2,
     )
-crash = app.send_task("tests.flows.poison_tasks.crash_worker_task", args=[%(runs)r], queue=queues.NOTIFICATIONS)
+crash = app.send_task("tests.flows.poison_tasks.crash_worker_task", args=[%(runs)r], queue=queues.WEBHOOKS)
 fail = app.send_task("tests.flows.poison_tasks.fail_until_fixed_task", args=[%(tmp)r + "/never", %(tmp)r + "/ran"],
-                     queue=queues.NOTIFICATIONS)
+                     queue=queues.WEBHOOKS)
 print(json.dumps({"crash": crash.id, "fail": fail.id}))
 """
 
