@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import authenticate, logout
+from django.contrib.auth.signals import user_logged_in
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -12,7 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.lockout import LoginLockedOut
 from core.models import ApiToken
+from core.openapi import raises
 from core.parsers import BoundedJSONParser
 from core.tokens import api_token_issue, api_token_revoke
 
@@ -40,6 +43,7 @@ class TokenCreateApi(APIView):
         expires_at = serializers.DateTimeField()
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer}, operation_id="auth_token_create")
+    @raises(LoginLockedOut)
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -50,6 +54,9 @@ class TokenCreateApi(APIView):
                 {"non_field_errors": ["Unable to log in with the given credentials."]}, code="authorization"
             )
         issued = api_token_issue(user=user)
+        # As Django's login() does: last_login is updated, and the lockout's count for this
+        # username and address starts again.
+        user_logged_in.send(sender=type(user), request=request._request, user=user)
         data = {"token": issued.token, "expires_at": issued.expires_at}
         return Response(self.OutputSerializer(data).data)
 
