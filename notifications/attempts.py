@@ -91,6 +91,9 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"  # nothing to send (already sent, or its endpoint deactivated)
     RETRY = "retry"  # failed, or being sent by another worker; the task retries after ``retry_in`` seconds
     GAVE_UP = "gave_up"  # failed for good; the task raises so its message is dead-lettered
+    # Not sent, and no attempt spent: an earlier event of the order is still on its way to the
+    # endpoint. The task tries again after ``retry_in`` seconds.
+    WAIT = "wait"
 
 
 @dataclass(frozen=True)

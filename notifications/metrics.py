@@ -11,7 +11,8 @@ DELIVERIES = Counter(
     "notification_deliveries",
     "Attempts at sending a notification, by channel (webhook, email) and outcome: sent, retry (failed, "
     "another attempt is scheduled), gave_up (failed for good: dead-lettered), skipped (already sent, "
-    "endpoint deactivated, or being sent by another worker).",
+    "endpoint deactivated, or being sent by another worker), wait (not sent, no attempt spent: an "
+    "earlier event of the order is still on its way to the endpoint).",
     ["channel", "outcome"],
     namespace=NAMESPACE,
 )

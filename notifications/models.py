@@ -66,18 +66,25 @@ class NotificationEvent(models.Model):
     # The order as the API shows it, at the moment of the event.
     payload = models.JSONField()
     created_at = models.DateTimeField(default=timezone.now)
+    # The order the event is about, and its place among that order's events (1, 2, ...), given
+    # in the transaction that records it (notifications_publish). Null on events recorded
+    # before events were numbered.
+    order_id = models.BigIntegerField(null=True, blank=True)
+    sequence = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["-created_at"], name="notification_event_created_idx")]
+        constraints = [
+            # Also the index behind "the order's last sequence" when the next event is numbered.
+            models.UniqueConstraint(
+                fields=["order_id", "sequence"],
+                name="notification_event_order_sequence",
+                condition=models.Q(order_id__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.id}"
-
-    @property
-    def order_id(self) -> int | None:
-        """The id of the order the event is about, from the payload (for log lines)."""
-        value = self.payload.get("id") if isinstance(self.payload, dict) else None
-        return value if isinstance(value, int) else None
 
 
 class WebhookDelivery(models.Model):
@@ -93,6 +100,10 @@ class WebhookDelivery(models.Model):
 
     event = models.ForeignKey(NotificationEvent, on_delete=models.PROTECT, related_name="deliveries")
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.PROTECT, related_name="deliveries")
+    # The event's order and sequence, copied here so that "is an earlier event of this order
+    # still on its way to this endpoint?" is one indexed lookup (webhook_delivery_blocking).
+    order_id = models.BigIntegerField(null=True, blank=True)
+    sequence = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempt_count = models.PositiveIntegerField(default=0)
     last_response_code = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -113,6 +124,12 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["-created_at", "-id"], name="webhook_delivery_created_idx"),
             models.Index(fields=["status", "-created_at"], name="webhook_delivery_status_idx"),
             models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint_idx"),
+            # Deliveries still on their way, by endpoint and order: what a later one waits for.
+            models.Index(
+                fields=["endpoint", "order_id", "sequence"],
+                name="webhook_delivery_in_flight_idx",
+                condition=models.Q(status__in=["pending", "failed"]),
+            ),
         ]
 
     def __str__(self) -> str:

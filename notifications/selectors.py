@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from notifications.models import WebhookDelivery, WebhookEndpoint
 
@@ -33,3 +33,27 @@ def webhook_delivery_list(*, status: str | None = None, endpoint_id: int | None 
     if endpoint_id is not None:
         deliveries = deliveries.filter(endpoint_id=endpoint_id)
     return deliveries
+
+
+def webhook_delivery_blocking(*, delivery: WebhookDelivery) -> WebhookDelivery | None:
+    """The first delivery of an earlier event of the same order to the same endpoint that is
+    still on its way (pending, or failed with another attempt scheduled), or None.
+
+    A dead-lettered one, or one failed with nothing scheduled (its endpoint was deactivated),
+    holds nothing back: it may never be sent.
+    """
+    if delivery.order_id is None or delivery.sequence is None:
+        return None
+    in_flight = Q(status=WebhookDelivery.Status.PENDING) | Q(
+        status=WebhookDelivery.Status.FAILED, next_attempt_at__isnull=False
+    )
+    return (
+        WebhookDelivery.objects.filter(
+            in_flight,
+            endpoint_id=delivery.endpoint_id,
+            order_id=delivery.order_id,
+            sequence__lt=delivery.sequence,
+        )
+        .order_by("sequence")
+        .first()
+    )

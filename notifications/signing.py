@@ -32,10 +32,18 @@ def api_datetime(value: datetime) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
-def webhook_body(*, event_id: str, event_type: str, created_at: datetime, data: dict[str, Any]) -> str:
-    """The request body: ``{"id", "type", "created_at", "data"}``, compact, ASCII-only JSON."""
+def webhook_body(
+    *, event_id: str, event_type: str, created_at: datetime, sequence: int | None, data: dict[str, Any]
+) -> str:
+    """The request body: ``{"id", "type", "created_at", "sequence", "data"}``, compact, ASCII-only JSON."""
     return json.dumps(
-        {"id": event_id, "type": event_type, "created_at": api_datetime(created_at), "data": data},
+        {
+            "id": event_id,
+            "type": event_type,
+            "created_at": api_datetime(created_at),
+            "sequence": sequence,
+            "data": data,
+        },
         separators=(",", ":"),
     )
 

@@ -40,8 +40,9 @@ SEND_LIMITS = {
 }
 
 
-def _attempt(task: Task[Any, Any], channel: Channel, send: Callable[[int], SendResult]) -> str:
-    attempt = task.request.retries + 1
+def _attempt(task: Task[Any, Any], channel: Channel, send: Callable[[int], SendResult], *, waited: int = 0) -> str:
+    """``waited``: how many of the message's retries were waits, not attempts (``Outcome.WAIT``)."""
+    attempt = task.request.retries + 1 - waited
     try:
         result = send(attempt)
     except TRANSIENT as exc:
@@ -50,6 +51,8 @@ def _attempt(task: Task[Any, Any], channel: Channel, send: Callable[[int], SendR
             raise
         raise task.retry(countdown=retry_in, exc=exc) from exc
     delivery_count(channel, result.outcome)
+    if result.outcome is Outcome.WAIT:
+        raise task.retry(countdown=result.retry_in, kwargs={"waited": waited + 1})
     if result.outcome is Outcome.RETRY:
         raise task.retry(countdown=result.retry_in, exc=NotificationAttemptFailed(result.detail))
     if result.outcome is Outcome.GAVE_UP:
@@ -59,9 +62,12 @@ def _attempt(task: Task[Any, Any], channel: Channel, send: Callable[[int], SendR
 
 # Giving up is expected: logged without a traceback (the attempts are recorded in PostgreSQL).
 @shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,), **SEND_LIMITS)
-def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int) -> str:
+def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int, waited: int = 0) -> str:
     return _attempt(
-        self, Channel.WEBHOOK, lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt)
+        self,
+        Channel.WEBHOOK,
+        lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt),
+        waited=waited,
     )
 
 

@@ -99,7 +99,7 @@ def test_order_cancel(django_assert_num_queries, size, client_for):
     WebhookEndpointFactory.create_batch(size)
     client = client_for(customer)
 
-    with django_assert_num_queries(14):
+    with django_assert_num_queries(15):
         response = client.post(f"/api/v1/orders/{order.pk}/cancel/")
     assert response.json()["status"] == "cancelled"
     assert [line.product.available for line in order.lines.select_related("product")] == [10] * size
@@ -114,7 +114,7 @@ def test_payment_callback(django_assert_num_queries, size):
     )
     extra = {f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()}
 
-    with django_assert_num_queries(15):
+    with django_assert_num_queries(16):
         response = APIClient().post(
             "/api/v1/payments/webhook/",
             body,

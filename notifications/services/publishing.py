@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from core.outbox import OutboxTask, outbox_enqueue_many
@@ -59,9 +60,17 @@ def notifications_publish(
     for notification in notifications:
         if notification.event_type not in EventType.values:
             raise ValueError(f"Unknown notification event type {notification.event_type!r}")
+    order_ids = [_order_id(n.payload) for n in notifications]
+    sequences = _sequences_next(order_ids)
     events = NotificationEvent.objects.bulk_create(
-        NotificationEvent(event_type=n.event_type, payload=n.payload, created_at=n.occurred_at or timezone.now())
-        for n in notifications
+        NotificationEvent(
+            event_type=n.event_type,
+            payload=n.payload,
+            created_at=n.occurred_at or timezone.now(),
+            order_id=order_id,
+            sequence=sequence,
+        )
+        for n, order_id, sequence in zip(notifications, order_ids, sequences, strict=True)
     )
     recipients = [n.email if n.email and n.event_type in EMAIL_EVENT_TYPES else None for n in notifications]
     tasks = list(enqueue_with)
@@ -83,17 +92,50 @@ def notifications_publish(
     return events
 
 
+def _order_id(payload: dict[str, Any]) -> int | None:
+    value = payload.get("id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _sequences_next(order_ids: Sequence[int | None]) -> list[int | None]:
+    """The next sequence numbers of each order, in the order given (None where there is no order).
+
+    Reads each order's last number (one indexed query). Call in the transaction that changed the
+    orders, which holds their rows locked until it commits: two transactions never number one
+    order's events at once (the unique constraint on order and sequence would refuse it).
+    """
+    wanted = {order_id for order_id in order_ids if order_id is not None}
+    last: dict[int, int] = {}
+    if wanted:
+        rows = (
+            NotificationEvent.objects.filter(order_id__in=wanted)
+            .values("order_id")
+            .annotate(last=Max("sequence"))
+            .values_list("order_id", "last")
+        )
+        last = {order_id: number or 0 for order_id, number in rows if order_id is not None}
+    numbered: list[int | None] = []
+    for order_id in order_ids:
+        if order_id is None:
+            numbered.append(None)
+            continue
+        last[order_id] = last.get(order_id, 0) + 1
+        numbered.append(last[order_id])
+    return numbered
+
+
 # Inserts that skip the rows already there and return only the new ones, so a fan-out that runs
 # again (a redelivered or relayed message) queues no second send of anything.
 _INSERT_DELIVERIES = f"""
     INSERT INTO {WebhookDelivery._meta.db_table}
-        (event_id, endpoint_id, status, attempt_count, last_error, created_at, updated_at)
-    SELECT event_id, endpoint_id, %(status)s, 0, '', %(now)s, %(now)s
+        (event_id, endpoint_id, order_id, sequence, status, attempt_count, last_error, created_at, updated_at)
+    SELECT new.event_id, new.endpoint_id, event.order_id, event.sequence, %(status)s, 0, '', %(now)s, %(now)s
     FROM unnest(%(event_ids)s::uuid[], %(endpoint_ids)s::bigint[]) AS new (event_id, endpoint_id)
-    ORDER BY event_id, endpoint_id
+    JOIN {NotificationEvent._meta.db_table} AS event ON event.id = new.event_id
+    ORDER BY new.event_id, new.endpoint_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING id
-"""  # noqa: S608 - the table name is the model's, the values are parameters
+"""  # noqa: S608 - the table names are the models', the values are parameters
 _INSERT_EMAILS = f"""
     INSERT INTO {EmailNotification._meta.db_table}
         (event_id, recipient, status, attempt_count, last_error, created_at, updated_at)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
@@ -17,6 +18,7 @@ from notifications.attempts import Channel, Outcome, SendResult, attempt_settle,
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.lock_objects import send_lock
 from notifications.models import DeliveryAttempt, EventType, WebhookDelivery, WebhookEndpoint
+from notifications.selectors import webhook_delivery_blocking
 from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
 from notifications.ssrf import address_refusal, url_refusal
 from notifications.webhook_client import WebhookResponse, webhook_post
@@ -24,6 +26,9 @@ from notifications.webhook_client import WebhookResponse, webhook_post
 logger = logging.getLogger(__name__)
 
 SEND_LOCK_KIND = "webhook_delivery"
+# How soon a delivery that waits for an earlier one looks again when that one has no attempt
+# scheduled yet (it is pending: being sent, or about to be).
+SEQUENCE_WAIT_SECONDS = 2
 
 
 def webhook_endpoint_create(*, url: str, events: list[str], active: bool = True) -> WebhookEndpoint:
@@ -70,7 +75,11 @@ def _request_build(delivery: WebhookDelivery, *, now: datetime) -> _Request:
     event = delivery.event
     message_id = str(event.id)
     body = webhook_body(
-        event_id=message_id, event_type=event.event_type, created_at=event.created_at, data=event.payload
+        event_id=message_id,
+        event_type=event.event_type,
+        created_at=event.created_at,
+        sequence=event.sequence,
+        data=event.payload,
     )
     headers = webhook_headers(secret=delivery.endpoint.secret, message_id=message_id, timestamp=now, body=body)
     return _Request(url=delivery.endpoint.url, body=body, headers=headers)
@@ -79,8 +88,10 @@ def _request_build(delivery: WebhookDelivery, *, now: datetime) -> _Request:
 def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
     """Make one attempt at a delivery, record it, and say what the task does next.
 
-    ``attempt`` is the task message's attempt number (1, then one more per retry). A delivery
-    that already succeeded is not sent again, so a redelivered or replayed message is harmless.
+    ``attempt`` is the task message's attempt number (1, then one more per failed attempt). A
+    delivery that already succeeded is not sent again, so a redelivered or replayed message is
+    harmless. One whose order has an earlier event still on its way to the endpoint waits for
+    it (``Outcome.WAIT``), spending no attempt: an endpoint receives an order's events in sequence.
     The HTTP request runs outside any transaction, under the delivery's send lock.
     """
     with send_lock(kind=SEND_LOCK_KIND, object_id=delivery_id) as acquired:
@@ -92,11 +103,35 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
             return SendResult(Outcome.SKIPPED, "already delivered")
         if not delivery.endpoint.active:
             return _skip_inactive_endpoint(delivery)
+        blocking = webhook_delivery_blocking(delivery=delivery)
+        if blocking is not None:
+            return _wait_for(delivery, blocking=blocking)
         attempted_at = timezone.now()
         request = _request_build(delivery, now=attempted_at)
         response = webhook_post(url=request.url, body=request.body, headers=request.headers)
         with transaction.atomic(durable=True):
             return _attempt_record(delivery, attempt=attempt, attempted_at=attempted_at, response=response)
+
+
+def _wait_for(delivery: WebhookDelivery, *, blocking: WebhookDelivery) -> SendResult:
+    """Put a delivery off until an earlier event of its order has reached the endpoint, spending
+    no attempt. Call holding the delivery's send lock.
+
+    It looks again just after the earlier delivery's next attempt is due, or soon if that one is
+    being sent now; at most ``NOTIFY_BACKOFF_MAX_SECONDS`` later.
+    """
+    now = timezone.now()
+    retry_in = SEQUENCE_WAIT_SECONDS
+    if blocking.next_attempt_at is not None:
+        retry_in = math.ceil((blocking.next_attempt_at - now).total_seconds()) + SEQUENCE_WAIT_SECONDS
+    retry_in = max(SEQUENCE_WAIT_SECONDS, min(retry_in, int(settings.NOTIFY_BACKOFF_MAX_SECONDS)))
+    delivery.last_error = (
+        f"waiting for sequence {blocking.sequence} of order {blocking.order_id} (delivery {blocking.pk})"
+    )
+    delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+    delivery.updated_at = now
+    delivery.save(update_fields=["last_error", "next_attempt_at", "updated_at"])
+    return SendResult(Outcome.WAIT, delivery.last_error, retry_in=retry_in)
 
 
 def _skip_inactive_endpoint(delivery: WebhookDelivery) -> SendResult:

@@ -77,7 +77,7 @@ def test_the_callers_tasks_share_the_outbox_statement(django_assert_num_queries)
     WebhookEndpointFactory.create(events=["order.pending"])
     task = OutboxTask("orders.tasks.order_reserve_task", [42])
 
-    with django_assert_num_queries(3):  # event, subscribed endpoints, outbox
+    with django_assert_num_queries(4):  # sequence, event, subscribed endpoints, outbox
         notifications_publish(
             notifications=[Notification("order.pending", order_payload(), None)], enqueue_with=[task]
         )[0]
@@ -134,7 +134,7 @@ def test_a_few_events_write_their_emails_and_fan_out_only_the_subscribed_types(d
     WebhookEndpointFactory.create(events=["order.pending", "order.paid"])
 
     # when an order's placement and reservation are published together
-    with django_assert_num_queries(4):  # events, subscribed types, e-mails, outbox
+    with django_assert_num_queries(5):  # sequences, events, subscribed types, e-mails, outbox
         placed, reserved = notifications_publish(
             notifications=[
                 Notification("order.pending", order_payload(status="pending"), "c@example.com"),
@@ -155,7 +155,7 @@ def test_a_batch_is_fanned_out_by_one_task(django_assert_num_queries):
     WebhookEndpointFactory.create(events=["order.expired"])
 
     # when the sweeper publishes a batch, only the events and one task are written
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):  # sequences, events, the fan-out task
         events = notifications_publish(
             notifications=[Notification("order.expired", order_payload(), f"c{i}@example.com") for i in range(FEW + 1)]
         )

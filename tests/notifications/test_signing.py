@@ -22,6 +22,7 @@ def signed(secret: str, *, at: datetime | None = None) -> tuple[str, dict[str, s
         event_id=EVENT_ID,
         event_type="order.paid",
         created_at=datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        sequence=3,
         data=order_payload(status="paid"),
     )
     return body, webhook_headers(secret=secret, message_id=EVENT_ID, timestamp=at or datetime.now(UTC), body=body)
@@ -43,6 +44,7 @@ def test_the_body_is_the_event_with_the_order_as_data():
         "id": EVENT_ID,
         "type": "order.paid",
         "created_at": "2030-01-02T03:04:05.678000Z",
+        "sequence": 3,
         "data": order_payload(status="paid"),
     }
     assert headers["webhook-id"] == EVENT_ID
