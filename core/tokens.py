@@ -27,6 +27,7 @@ from rest_framework import exceptions
 
 from core.models import ApiToken
 from core.retention import rows_prune
+from core.token_cache import token_cache_read, token_cache_store
 
 # Live tokens one user may hold (a few per device or integration); a login beyond it revokes the
 # oldest, so a script logging in in a loop cannot grow the table without bound.
@@ -83,9 +84,9 @@ class ApiTokenAuthentication(TokenAuthentication):
     """knox's ``Authorization: Token <token>``, refusing (401) a token that expired or whose
     user's password changed since it was issued.
 
-    One query (the token with its user), as DRF's own token authentication: knox's own check
-    also reads and deletes the user's other expired tokens on every request, which the prune does
-    here instead.
+    One query (the token with its user), as DRF's own token authentication, and none while the
+    token's copy is cached (core/token_cache.py): knox's own check also reads and deletes the
+    user's other expired tokens on every request, which the prune does here instead.
     """
 
     def authenticate_credentials(self, token: bytes) -> tuple[Any, ApiToken]:
@@ -96,6 +97,11 @@ class ApiTokenAuthentication(TokenAuthentication):
         except (UnicodeDecodeError, TypeError, ValueError, binascii.Error):
             raise invalid from None
         now = timezone.now()
+        cached = token_cache_read(digest=digest)  # no query; revocations leave no copy behind
+        if cached is not None:
+            if cached.expiry is None or cached.expiry <= now:
+                raise invalid
+            return self.validate_user(cached)
         candidates = ApiToken.objects.filter(token_key=text[: CONSTANTS.TOKEN_KEY_LENGTH]).select_related("user")
         for row in candidates:
             if not compare_digest(digest, row.digest):
@@ -104,5 +110,7 @@ class ApiTokenAuthentication(TokenAuthentication):
                 raise invalid
             if not compare_digest(row.password_fingerprint, row.user.get_session_auth_hash()):
                 raise invalid
-            return self.validate_user(row)
+            authenticated = self.validate_user(row)
+            token_cache_store(token=row)
+            return authenticated
         raise invalid
