@@ -38,6 +38,8 @@ def prepare_environment() -> None:
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
     os.environ.setdefault("PAYMENT_WEBHOOK_SECRET", "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
     os.environ.setdefault("METRICS_TOKEN", secrets.token_urlsafe(32))
+    # One benchmark customer places every order: no cap on their open orders.
+    os.environ["ORDER_MAX_OPEN_PER_CUSTOMER"] = ""
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     # Plain HTTP from the load generator, as from a load balancer that terminated TLS.
     os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "false"

@@ -79,8 +79,8 @@ def idempotent(view_method: ViewMethod) -> ViewMethod:
         user_id = request.user.pk
         if key is None or user_id is None:  # anonymous requests are refused by the view itself
             return view_method(view, request, *args, **kwargs)
-        if not key or len(key) > MAX_KEY_LENGTH:
-            raise InvalidIdempotencyKey(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters.")
+        if not key or len(key) > MAX_KEY_LENGTH or not all(" " <= char <= "~" for char in key):
+            raise InvalidIdempotencyKey(f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.")
         fingerprint = request_fingerprint(request)
         with transaction.atomic(durable=True):
             if not _try_lock(user_id, key):

@@ -13,7 +13,13 @@ from core.openapi import raises
 from core.permissions import staff_permission
 from inventory.models import Product
 from inventory.selectors import ProductNotFound, product_get, product_list
-from inventory.services import InsufficientStockForAdjustment, SkuTaken, product_create, stock_adjust
+from inventory.services import (
+    InsufficientStockForAdjustment,
+    SkuTaken,
+    StockLimitExceeded,
+    product_create,
+    stock_adjust,
+)
 
 SKU_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -89,7 +95,7 @@ class StockAdjustmentCreateApi(APIView):
         available = serializers.IntegerField()
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
-    @raises(ProductNotFound, InsufficientStockForAdjustment)
+    @raises(ProductNotFound, InsufficientStockForAdjustment, StockLimitExceeded)
     def post(self, request: Request, sku: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -28,6 +28,14 @@ class InsufficientStockForAdjustment(Conflict):
     code = InventoryErrorCode.INSUFFICIENT_STOCK
 
 
+class StockLimitExceeded(Conflict):
+    code = InventoryErrorCode.STOCK_LIMIT_EXCEEDED
+
+
+# The stock columns are PostgreSQL integers.
+MAX_STOCK = 2**31 - 1
+
+
 @dataclass(frozen=True)
 class LineShortfall:
     product_id: int
@@ -73,12 +81,17 @@ def _marks(rows: Sequence[Sequence[object]]) -> list[StockMark]:
 
 
 def stock_adjust(*, product: Product, delta: int, reason: str) -> Product:
-    """Add (or remove, with a negative delta) stock; refused if it would go below zero."""
+    """Add (or remove, with a negative delta) stock; refused if it would go below zero or past
+    ``MAX_STOCK`` (what the column holds)."""
     with transaction.atomic():
-        updated = Product.objects.filter(pk=product.pk, available__gte=-delta).update(
+        updated = Product.objects.filter(pk=product.pk, available__gte=-delta, available__lte=MAX_STOCK - delta).update(
             available=F("available") + delta, stock_version=F("stock_version") + 1
         )
         if not updated:
+            if delta > 0:
+                raise StockLimitExceeded(
+                    f"Adding {delta} unit(s) of {product.sku} would take its stock past {MAX_STOCK}."
+                )
             raise InsufficientStockForAdjustment(
                 f"Removing {-delta} unit(s) of {product.sku} would make its stock negative."
             )

@@ -28,7 +28,14 @@ from orders.selectors import (
     order_list,
     order_representation_get,
 )
-from orders.services import ORDER_ACTIONS, OrderItem, SoldOut, order_place, payment_callback_process
+from orders.services import (
+    ORDER_ACTIONS,
+    OrderItem,
+    SoldOut,
+    TooManyOpenOrders,
+    order_place,
+    payment_callback_process,
+)
 from orders.services.payments import InvalidPaymentPayload, InvalidSignature
 from orders.services.transitions import InvalidTransition, TransitionNotPermitted
 
@@ -117,7 +124,7 @@ class OrderCreateApi(APIView):
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         operation_id="orders_create",
     )
-    @raises(SoldOut)
+    @raises(SoldOut, TooManyOpenOrders)
     @idempotent
     def post(self, request: Request) -> Response:
         data = self.input_serializer.run_validation(request.data)

@@ -49,6 +49,8 @@ MIDDLEWARE = [
     # First and last: request counts and latencies of the whole stack (see /metrics).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_guid.middleware.guid_middleware",
+    # Bodies over the API's limit (413) and NUL characters in URLs (400), refused unread.
+    "core.middleware.HostileInputMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Sessions, authentication from the session and messages, for browsers (the admin, the
@@ -295,7 +297,19 @@ DEAD_LETTER_REPLAY_HANDLERS = {
     "notifications.tasks.email_notification_send_task": _NOTIFICATION_RECOVERY,
 }
 
+
 # --- Business settings --------------------------------------------------------------------
+# Most orders one customer may have pending or reserved at once (409 too_many_open_orders beyond):
+# unpaid orders hold stock, and one customer must not hold a SKU's whole stock. Empty: no cap.
+def open_orders_cap(value: str) -> int | None:
+    if not value.strip():
+        return None
+    if not value.strip().isdecimal() or int(value) < 1:
+        raise ImproperlyConfigured(f"ORDER_MAX_OPEN_PER_CUSTOMER must be a positive integer or empty, not {value!r}")
+    return int(value)
+
+
+ORDER_MAX_OPEN_PER_CUSTOMER = open_orders_cap(env("ORDER_MAX_OPEN_PER_CUSTOMER", default="20"))
 ORDER_PAYMENT_TIMEOUT_SECONDS = env.int("ORDER_PAYMENT_TIMEOUT_SECONDS", default=1800)
 ORDER_EXPIRY_SWEEP_SECONDS = env.float("ORDER_EXPIRY_SWEEP_SECONDS", default=5)
 PAYMENT_WEBHOOK_SECRET = env(

@@ -1,7 +1,7 @@
 """Settings for the test suite: real PostgreSQL, Redis and RabbitMQ, separate names."""
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import CACHES, REST_FRAMEWORK, env
+from config.settings.base import CACHES, REST_FRAMEWORK, env, open_orders_cap
 
 DEBUG = False
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="django-insecure-test-only-key")
@@ -25,3 +25,6 @@ CELERY_IMPORTS = env.list("TEST_CELERY_IMPORTS", default=[])
 WORKER_METRICS_PORT = env("WORKER_METRICS_PORT", default="0")
 # seed_demo's users and passwords are published in the README: never outside these settings.
 DEMO_DATA_ALLOWED = True
+# The suite's scenarios place hundreds of orders per customer (as the per-user rate limit, off
+# unless set); the open-order cap has tests of its own, which set it.
+ORDER_MAX_OPEN_PER_CUSTOMER = open_orders_cap(env("ORDER_MAX_OPEN_PER_CUSTOMER", default=""))

@@ -8,7 +8,7 @@ share: call it inside their transaction, holding the orders' row locks.
 
 from orders.services.expiry import order_expire_overdue
 from orders.services.payments import PaymentCallback, payment_callback_process
-from orders.services.placement import OrderItem, SoldOut, order_place
+from orders.services.placement import OrderItem, SoldOut, TooManyOpenOrders, order_place
 from orders.services.reservation import order_reservation_retry, order_reserve
 from orders.services.transitions import (
     ORDER_ACTIONS,
@@ -28,6 +28,7 @@ __all__ = [
     "OrderItem",
     "PaymentCallback",
     "SoldOut",
+    "TooManyOpenOrders",
     "TransitionNotPermitted",
     "order_cancel",
     "order_complete",

@@ -13,6 +13,7 @@ from django.db import transaction
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from core.errors import DomainError
+from core.parsers import MAX_DEPTH, json_depth_exceeds
 from orders.error_codes import OrderErrorCode
 from orders.lock_objects import order_lock
 from orders.metrics import payment_callbacks_counted
@@ -21,6 +22,8 @@ from orders.services.transitions import order_transition
 
 logger = logging.getLogger(__name__)
 
+MAX_WEBHOOK_ID_LENGTH = 255
+MAX_AMOUNT = Decimal(10**12)
 SUCCEEDED = "payment.succeeded"
 FAILED = "payment.failed"
 
@@ -46,6 +49,9 @@ class PaymentCallback:
 
 def payment_callback_verify(*, body: bytes, headers: dict[str, str]) -> PaymentCallback:
     """Check the signature (constant time) and freshness (5 minutes), then parse the body."""
+    webhook_id = {k.lower(): v for k, v in headers.items()}.get("webhook-id", "")
+    if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:  # the receipts' column (PaymentWebhookReceipt)
+        raise InvalidPaymentPayload(f"webhook-id must be at most {MAX_WEBHOOK_ID_LENGTH} characters.")
     try:
         webhook = Webhook(settings.PAYMENT_WEBHOOK_SECRET)
     except Exception as exc:  # the library refuses an empty or malformed secret in its own ways
@@ -57,6 +63,10 @@ def payment_callback_verify(*, body: bytes, headers: dict[str, str]) -> PaymentC
     except (WebhookVerificationError, ValueError, binascii.Error) as exc:
         # ValueError covers malformed signature headers and bodies that are not UTF-8 JSON.
         raise InvalidSignature(f"Payment callback refused: {exc}") from exc
+    except RecursionError:  # a signed body nested thousands deep: the parser gave up
+        raise InvalidPaymentPayload(f"The body is nested more than {MAX_DEPTH} levels deep.") from None
+    if json_depth_exceeds(payload, MAX_DEPTH):
+        raise InvalidPaymentPayload(f"The body is nested more than {MAX_DEPTH} levels deep.")
     if not isinstance(payload, dict):
         raise InvalidPaymentPayload("The body must be a JSON object.")
     event_type = payload.get("type")
@@ -69,12 +79,12 @@ def payment_callback_verify(*, body: bytes, headers: dict[str, str]) -> PaymentC
         amount = Decimal(str(payload.get("amount")))
     except InvalidOperation as exc:
         raise InvalidPaymentPayload("amount must be a decimal string.") from exc
-    if not amount.is_finite():
-        raise InvalidPaymentPayload("amount must be a decimal string.")
+    # What the receipts' and orders' amount columns hold: 14 digits, 2 of them decimals.
+    if not amount.is_finite() or abs(amount) >= MAX_AMOUNT or amount != amount.quantize(Decimal("0.01")):
+        raise InvalidPaymentPayload("amount must be a decimal string with at most 12 digits and 2 decimals.")
     currency = payload.get("currency")
     if not isinstance(currency, str) or len(currency) != 3:
         raise InvalidPaymentPayload("currency must be a three-letter code.")
-    webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
     return PaymentCallback(webhook_id, event_type, order_id, amount, currency.upper(), payload)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import NoReturn
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 
@@ -25,6 +26,32 @@ from orders.services.reservation import RESERVE_TASK
 
 class SoldOut(Conflict):
     code = OrderErrorCode.SOLD_OUT
+
+
+# The largest total Order.total holds: 14 digits, 2 of them decimals.
+MAX_TOTAL = Decimal("999999999999.99")
+
+
+class TooManyOpenOrders(Conflict):
+    code = OrderErrorCode.TOO_MANY_OPEN_ORDERS
+
+
+def _open_orders_at_cap(*, customer: User) -> int | None:
+    """The cap (``ORDER_MAX_OPEN_PER_CUSTOMER``) if ``customer`` already has that many pending or
+    reserved orders, else None.
+
+    Call inside the placing transaction: the customer's row lock makes concurrent orders of one
+    customer count one after the other, so the cap holds under any concurrency. Reads at most the
+    cap's number of index entries (the customer's orders of one status, orders/models.py).
+    """
+    cap = settings.ORDER_MAX_OPEN_PER_CUSTOMER
+    if cap is None:
+        return None
+    User.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True).get()
+    open_orders = Order.objects.filter(
+        customer=customer, status__in=[OrderStatus.PENDING, OrderStatus.RESERVED]
+    ).values_list("pk", flat=True)[:cap]
+    return cap if len(open_orders) >= cap else None
 
 
 @dataclass(frozen=True)
@@ -95,7 +122,8 @@ def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]
     Refused, with nothing written: a line whose SKU is unknown, inactive or repeated, or items
     in several currencies (:class:`InvalidFields`, per line); no ``email`` and none on the
     account; an order the stock less the claims of pending orders cannot serve in full
-    (:class:`SoldOut`: a snapshot, the reservation alone decides). Quantities (1 to 1000) and
+    (:class:`SoldOut`: a snapshot, the reservation alone decides); a customer who already has
+    ``ORDER_MAX_OPEN_PER_CUSTOMER`` pending or reserved orders (:class:`TooManyOpenOrders`). Quantities (1 to 1000) and
     the number of lines (1 to 100) are the caller's to check: they are the input's shape.
 
     A refusal is answered from the stock marks in Redis when they decide it, without a database
@@ -118,28 +146,50 @@ def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]
         )
         _refuse_sold_out([p.sku for p in short_products])
     total = sum((p.price * item.quantity for p, item in zip(products, items, strict=True)), Decimal("0"))
+    if total > MAX_TOTAL:
+        message = "The order's total is too large; split it into several orders."
+        raise InvalidFields([FieldError("items", OrderErrorCode.TOTAL_TOO_LARGE, message)])
     # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):
     # nothing catches a failure here to carry on, so the savepoint would cost two statements.
     with transaction.atomic(savepoint=False):
-        order = Order.objects.create(customer=customer, email=email, currency=products[0].currency, total=total)
-        lines = OrderLine.objects.bulk_create(
-            OrderLine(order=order, product=p, sku=p.sku, name=p.name, unit_price=p.price, quantity=item.quantity)
-            for p, item in zip(products, items, strict=True)
+        cap = _open_orders_at_cap(customer=customer)
+        order = (
+            None
+            if cap is not None
+            else _order_write(customer=customer, email=email, items=items, products=products, total=total)
         )
-        order_lines_cache(order, lines)
-        OrderEvent.objects.create(
-            order=order,
-            from_status="",
-            to_status=OrderStatus.PENDING,
-            actor=Actor.CUSTOMER,
-            actor_user=customer,
-            reason="order placed",
-            created_at=order.created_at,
+    # Raised once the transaction is over (it wrote nothing): raised inside it, with no savepoint,
+    # it would break a caller's enclosing transaction.
+    if order is None:
+        raise TooManyOpenOrders(
+            f"You already have {cap} orders waiting for reservation or payment; pay or cancel one first."
         )
-        # The reservation task only: the order is announced (``order.pending``) by the
-        # transaction that takes it out of pending (``orders_transition``).
-        outbox_enqueue(task_name=RESERVE_TASK, args=[order.pk])
-        # Last, so the product rows stay locked only for the commit.
-        stock_claim(lines=[(p.pk, item.quantity) for p, item in zip(products, items, strict=True)])
-        order_created_count()
+    return order
+
+
+def _order_write(
+    *, customer: User, email: str, items: Sequence[OrderItem], products: list[Product], total: Decimal
+) -> Order:
+    """The order, its lines, first event, reservation task and stock claims; call in the placing transaction."""
+    order = Order.objects.create(customer=customer, email=email, currency=products[0].currency, total=total)
+    lines = OrderLine.objects.bulk_create(
+        OrderLine(order=order, product=p, sku=p.sku, name=p.name, unit_price=p.price, quantity=item.quantity)
+        for p, item in zip(products, items, strict=True)
+    )
+    order_lines_cache(order, lines)
+    OrderEvent.objects.create(
+        order=order,
+        from_status="",
+        to_status=OrderStatus.PENDING,
+        actor=Actor.CUSTOMER,
+        actor_user=customer,
+        reason="order placed",
+        created_at=order.created_at,
+    )
+    # The reservation task only: the order is announced (``order.pending``) by the
+    # transaction that takes it out of pending (``orders_transition``).
+    outbox_enqueue(task_name=RESERVE_TASK, args=[order.pk])
+    # Last, so the product rows stay locked only for the commit.
+    stock_claim(lines=[(p.pk, item.quantity) for p, item in zip(products, items, strict=True)])
+    order_created_count()
     return order
