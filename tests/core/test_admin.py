@@ -152,15 +152,16 @@ def test_the_dashboard_costs_the_same_queries_for_few_or_many_orders(admin_clien
 
 
 def test_the_dashboard_draws_the_last_hour_and_day_of_activity_as_inline_svg(admin_client_, fresh_readings):
-    # given activity counted by the rollup: orders placed 10 minutes and 5 hours ago, one
-    # reservation, a dead letter
+    # given activity counted by the rollup: orders placed 20 minutes and 5 hours ago, one
+    # reservation, a dead letter (20 minutes ago lies in a whole fifteen minutes of the day chart
+    # whatever the time: its last bucket ends less than 15 minutes before now)
     now = timezone.now()
-    ten_ago, hours_ago = now - timedelta(minutes=10), now - timedelta(hours=5)
+    twenty_ago, hours_ago = now - timedelta(minutes=20), now - timedelta(hours=5)
     activity_history(
         customer=StaffFactory(),
-        placed={ten_ago: 4, hours_ago: 2},
-        reserved={ten_ago: 1},
-        failed={ten_ago: 1},
+        placed={twenty_ago: 4, hours_ago: 2},
+        reserved={twenty_ago: 1},
+        failed={twenty_ago: 1},
     )
     activity_rollup(now=now)
 
@@ -170,7 +171,7 @@ def test_the_dashboard_draws_the_last_hour_and_day_of_activity_as_inline_svg(adm
     for series in ActivityCount.Series.values:
         assert f'id="chart-hour-{series}"' in html and f'id="chart-day-{series}"' in html
     assert html.count('<svg class="activity-svg"') == 2 * len(ActivityCount.Series.values)
-    assert f"<title>{ten_ago:%H:%M}: 4</title>" in html  # the bar of that minute
+    assert f"<title>{twenty_ago:%H:%M}: 4</title>" in html  # the bar of that minute
     hour_placed = html.split('id="chart-hour-placed"')[1].split("</figure>")[0]
     assert "4 in all" in hour_placed
     day_placed = html.split('id="chart-day-placed"')[1].split("</figure>")[0]
