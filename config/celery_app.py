@@ -125,6 +125,7 @@ app.conf.update(
         "notifications.tasks.webhook_*": {"queue": queues.WEBHOOKS, "routing_key": queues.WEBHOOKS},
         "notifications.tasks.email_*": {"queue": queues.EMAIL, "routing_key": queues.EMAIL},
         "notifications.tasks.notification_fan_out_task": {"queue": queues.EMAIL, "routing_key": queues.EMAIL},
+        "notifications.tasks.webhook_endpoint_disabled_mail_task": {"queue": queues.EMAIL, "routing_key": queues.EMAIL},
     },
     broker_transport_options={"confirm_publish": True},
     broker_connection_retry_on_startup=True,

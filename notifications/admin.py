@@ -12,6 +12,7 @@ from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin
 from core.permissions import staff_may
 from notifications.attempts import Channel
 from notifications.models import (
+    CircuitState,
     DeliveryAttempt,
     EmailNotification,
     EventType,
@@ -19,6 +20,7 @@ from notifications.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from notifications.services.circuit import webhook_endpoint_circuit_set
 from notifications.services.recovery import notifications_recover
 from notifications.services.webhooks import webhook_url_refusal
 from notifications.signing import webhook_secret_generate
@@ -40,13 +42,37 @@ class WebhookEndpointForm(forms.ModelForm):
         return url
 
 
+def _circuit_set(modeladmin: admin.ModelAdmin, request: HttpRequest, ids: list[int], state: str) -> None:
+    for endpoint_id in ids:
+        webhook_endpoint_circuit_set(endpoint_id=endpoint_id, state=state)
+    done = "closed: their deliveries go again" if state == CircuitState.CLOSED else "opened: their deliveries wait"
+    modeladmin.message_user(request, f"Circuit of endpoint(s) {', '.join(map(str, ids))} {done}.", messages.SUCCESS)
+
+
+@admin.action(description="Close the circuit of selected endpoints (send again now)", permissions=["change"])
+def close_circuits(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+    _circuit_set(modeladmin, request, list(queryset.order_by("pk").values_list("pk", flat=True)), CircuitState.CLOSED)
+
+
+@admin.action(description="Open the circuit of selected endpoints (pause their deliveries)", permissions=["change"])
+def open_circuits(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
+    _circuit_set(modeladmin, request, list(queryset.order_by("pk").values_list("pk", flat=True)), CircuitState.OPEN)
+
+
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = WebhookEndpointForm
-    list_display = ["id", "url", "active", "events", "created_at"]
-    list_filter = ["active"]
+    list_display = [
+        "id", "url", "active", "circuit_state", "consecutive_failures", "failing_since", "circuit_retry_at",
+        "events", "created_at",
+    ]  # fmt: skip
+    list_filter = ["active", "circuit_state"]
     search_fields = ["url"]
-    readonly_fields = ["created_at"]
+    readonly_fields = [
+        "created_at", "circuit_state", "consecutive_failures", "failing_since", "circuit_openings",
+        "circuit_retry_at", "disabled_at",
+    ]  # fmt: skip
+    actions = [close_circuits, open_circuits]
 
     def save_model(self, request: HttpRequest, obj: WebhookEndpoint, form: Any, change: bool) -> None:
         if not change:

@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from core.openapi import raises
 from core.permissions import staff_permission
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
-from notifications.models import EventType, WebhookDelivery
+from notifications.models import CircuitState, EventType, WebhookDelivery
 from notifications.selectors import webhook_delivery_list, webhook_endpoint_list
 from notifications.services import webhook_endpoint_create
 
@@ -46,6 +46,18 @@ def _paginated_schema(name: str, serializer_class: type[serializers.Serializer])
     )
 
 
+@extend_schema_serializer(component_name="WebhookEndpointCircuit")
+class WebhookEndpointCircuitSerializer(serializers.Serializer):
+    """The endpoint's circuit (README: merchant webhooks)."""
+
+    state = serializers.ChoiceField(choices=CircuitState.choices, source="circuit_state")
+    consecutive_failures = serializers.IntegerField()
+    failing_since = serializers.DateTimeField(allow_null=True)
+    # When the next probe may go (open), or when the probe in flight is given up on (half_open).
+    retry_at = serializers.DateTimeField(allow_null=True, source="circuit_retry_at")
+    disabled_at = serializers.DateTimeField(allow_null=True)
+
+
 @extend_schema_serializer(component_name="WebhookEndpoint")
 class WebhookEndpointOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -53,6 +65,7 @@ class WebhookEndpointOutputSerializer(serializers.Serializer):
     events = serializers.ListField(child=serializers.CharField())
     active = serializers.BooleanField()
     created_at = serializers.DateTimeField()
+    circuit = WebhookEndpointCircuitSerializer(source="*")
 
 
 class WebhookEndpointListApi(APIView):

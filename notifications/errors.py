@@ -32,3 +32,7 @@ class NotResendable(DomainError):
 
 class AlreadyDelivered(NotResendable):
     """The notification was delivered: there is nothing to resend."""
+
+
+class CircuitChangeRefused(DomainError):
+    code = "invalid_circuit_state"

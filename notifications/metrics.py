@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from django.db.models import Count
 from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from core.metrics import NAMESPACE
 from notifications.attempts import Channel, Outcome
+from notifications.models import CircuitState, WebhookEndpoint
 
 DELIVERIES = Counter(
     "notification_deliveries",
@@ -24,3 +31,24 @@ for _channel in Channel:
 def delivery_count(channel: Channel, outcome: Outcome) -> None:
     """Count one attempt; called by the task once the attempt is recorded (committed)."""
     DELIVERIES.labels(channel.value, outcome.value).inc()
+
+
+class WebhookCircuitCollector(Collector):
+    """Merchant endpoints by circuit state (active ones), and the deactivated ones, at scrape
+    time. One grouped count over the endpoints (a table of merchants, not of traffic); no
+    endpoint ids as labels."""
+
+    def collect(self) -> Iterator[Metric]:
+        by_state = GaugeMetricFamily(
+            f"{NAMESPACE}_webhook_endpoints",
+            "Merchant webhook endpoints by circuit state: closed, open (deliveries wait), half_open (a probe "
+            "is out); inactive ones (deactivated by staff, or disabled after failing for days) as inactive.",
+            labels=["state"],
+        )
+        counts = dict.fromkeys([*CircuitState.values, "inactive"], 0)
+        rows = WebhookEndpoint.objects.values("active", "circuit_state").annotate(n=Count("id")).order_by()
+        for row in rows:
+            counts[row["circuit_state"] if row["active"] else "inactive"] += row["n"]
+        for state, number in counts.items():
+            by_state.add_metric([state], number)
+        yield by_state

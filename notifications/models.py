@@ -36,6 +36,14 @@ EMAIL_EVENT_TYPES = frozenset(
 )
 
 
+class CircuitState(models.TextChoices):
+    """An endpoint's circuit (notifications/services/circuit.py)."""
+
+    CLOSED = "closed"  # deliveries are sent
+    OPEN = "open"  # failing: deliveries wait, spending no attempts, until ``circuit_retry_at``
+    HALF_OPEN = "half_open"  # one probe is being sent; the others wait for its outcome
+
+
 class WebhookEndpoint(models.Model):
     """A merchant's URL subscribed to some event types, with its own signing secret."""
 
@@ -46,6 +54,18 @@ class WebhookEndpoint(models.Model):
     # delivery is signed with it; shown to staff once, when the endpoint is created.
     secret = models.CharField(max_length=200, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
+    # The circuit: consecutive failed attempts, since when the endpoint has been failing, how
+    # often it opened in a row (each cool-down is longer), and when the next probe may go.
+    # (Database defaults: the previous release keeps creating endpoints during a deploy.)
+    circuit_state = models.CharField(
+        max_length=16, choices=CircuitState.choices, default=CircuitState.CLOSED, db_default=CircuitState.CLOSED
+    )
+    consecutive_failures = models.PositiveIntegerField(default=0, db_default=0)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    circuit_openings = models.PositiveIntegerField(default=0, db_default=0)
+    circuit_retry_at = models.DateTimeField(null=True, blank=True)
+    # Set when the endpoint was deactivated for failing too long (staff were e-mailed).
+    disabled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import timedelta
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
-from notifications.models import WebhookDelivery, WebhookEndpoint
+from notifications.models import NotificationEvent, WebhookDelivery, WebhookEndpoint
 
 
 def webhook_endpoint_list() -> QuerySet[WebhookEndpoint]:
@@ -35,15 +37,37 @@ def webhook_delivery_list(*, status: str | None = None, endpoint_id: int | None 
     return deliveries
 
 
-def webhook_delivery_blocking(*, delivery: WebhookDelivery) -> WebhookDelivery | None:
-    """The first delivery of an earlier event of the same order to the same endpoint that is
-    still on its way (pending, or failed with another attempt scheduled), or None.
+# An earlier event of an order with no delivery to an endpoint yet, recorded less than this long
+# ago, may still be fanned out to it (fan-outs of one order's events can run side by side on two
+# worker processes): a later delivery waits for it. Older, it was not for this endpoint.
+FAN_OUT_GRACE = timedelta(minutes=5)
 
-    A dead-lettered one, or one failed with nothing scheduled (its endpoint was deactivated),
-    holds nothing back: it may never be sent.
+
+def webhook_delivery_blocking(*, delivery: WebhookDelivery) -> WebhookDelivery | NotificationEvent | None:
+    """What holds a delivery back so that its endpoint gets the order's events in sequence: the
+    first delivery of an earlier event of the same order to the same endpoint that is still on
+    its way (pending, or failed with another attempt scheduled), or an earlier event of the
+    order, of a type the endpoint subscribes to, recorded within ``FAN_OUT_GRACE`` and not yet
+    fanned out to it; or None.
+
+    A dead-lettered delivery, or one failed with nothing scheduled (its endpoint was
+    deactivated), holds nothing back: it may never be sent.
     """
     if delivery.order_id is None or delivery.sequence is None:
         return None
+    unfanned = (
+        NotificationEvent.objects.filter(
+            order_id=delivery.order_id,
+            sequence__lt=delivery.sequence,
+            event_type__in=delivery.endpoint.events,
+            created_at__gte=timezone.now() - FAN_OUT_GRACE,
+        )
+        .exclude(deliveries__endpoint_id=delivery.endpoint_id)
+        .order_by("sequence")
+        .first()
+    )
+    if unfanned is not None:
+        return unfanned
     in_flight = Q(status=WebhookDelivery.Status.PENDING) | Q(
         status=WebhookDelivery.Status.FAILED, next_attempt_at__isnull=False
     )

@@ -25,6 +25,7 @@ from notifications.attempts import Channel, Outcome, SendResult, Verdict, next_r
 from notifications.errors import NotificationAttemptFailed, NotificationGaveUp
 from notifications.metrics import delivery_count
 from notifications.services import email_notification_send, notifications_fan_out, webhook_delivery_send
+from notifications.services.circuit import webhook_endpoint_disabled_mail
 from notifications.services.retention import delivery_attempt_prune
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,18 @@ def notification_fan_out_task(events: list[list[Any]]) -> str:
     """``events``: ``[event id, event type, recipient or None]`` each, as published."""
     deliveries, emails = notifications_fan_out(events=events)
     return f"{deliveries} deliveries, {emails} e-mails"
+
+
+@shared_task(
+    autoretry_for=(*DATABASE_OUTAGES, OSError),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=8,
+)
+def webhook_endpoint_disabled_mail_task(endpoint_id: int) -> int:
+    """Tell staff an endpoint was disabled for failing too long (routed with e-mail)."""
+    return webhook_endpoint_disabled_mail(endpoint_id=endpoint_id)
 
 
 # Periodic: a failed run is acknowledged, not dead-lettered; the next tick prunes what it left.

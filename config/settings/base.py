@@ -335,6 +335,18 @@ NOTIFY_SEND_LEASE_SECONDS = env.int("NOTIFY_SEND_LEASE_SECONDS", default=120)
 # One webhook attempt, in total: connect, TLS, sending, the answer's headers and body
 # (notifications/webhook_client.py). A receiver that trickles bytes costs at most this.
 WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", default=15)
+# The circuit of each merchant endpoint (notifications/services/circuit.py): failed attempts in a
+# row that open it, its first cool-down (doubling at each opening in a row, up to the maximum),
+# and how long an endpoint may fail before it is deactivated and staff are e-mailed.
+WEBHOOK_CIRCUIT_FAILURES = env.int("WEBHOOK_CIRCUIT_FAILURES", default=5)
+WEBHOOK_CIRCUIT_COOLDOWN_SECONDS = env.int("WEBHOOK_CIRCUIT_COOLDOWN_SECONDS", default=30)
+WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS = env.int("WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS", default=3600)
+WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=72)
+if not (WEBHOOK_CIRCUIT_FAILURES >= 1 and 0 < WEBHOOK_CIRCUIT_COOLDOWN_SECONDS <= WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS):
+    raise ImproperlyConfigured(
+        "WEBHOOK_CIRCUIT_FAILURES must be at least 1, and 0 < WEBHOOK_CIRCUIT_COOLDOWN_SECONDS"
+        " <= WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS"
+    )
 # The send tasks' time limits: above one attempt (the webhook deadline, or the SMTP conversation
 # under EMAIL_TIMEOUT) and the writes around it, below the send lease, so that a second copy
 # of a message can never send while a first one, past its lease, still does.
@@ -482,6 +494,7 @@ METRICS_COLLECTORS = [
     "core.gauges.OutboxCollector",
     "orders.metrics.OrderDeskCollector",
     "inventory.metrics.StockLedgerCollector",
+    "notifications.metrics.WebhookCircuitCollector",
 ]
 # The worker's own endpoint: a port, or a range of which each worker takes the first free port
 # (several workers on one host); empty: no endpoint.

@@ -17,8 +17,9 @@ from core.log_context import log_context_bind_order
 from notifications.attempts import Channel, Outcome, SendResult, attempt_settle, busy_result
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.lock_objects import send_lock
-from notifications.models import DeliveryAttempt, EventType, WebhookDelivery, WebhookEndpoint
+from notifications.models import DeliveryAttempt, EventType, NotificationEvent, WebhookDelivery, WebhookEndpoint
 from notifications.selectors import webhook_delivery_blocking
+from notifications.services.circuit import circuit_admit, circuit_record
 from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
 from notifications.ssrf import address_refusal, url_refusal
 from notifications.webhook_client import WebhookResponse, webhook_post
@@ -106,32 +107,47 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
         blocking = webhook_delivery_blocking(delivery=delivery)
         if blocking is not None:
             return _wait_for(delivery, blocking=blocking)
+        admission = circuit_admit(endpoint_id=delivery.endpoint_id, now=timezone.now())
+        if admission.wait_seconds is not None:
+            return _wait(delivery, reason=admission.reason, seconds=admission.wait_seconds)
         attempted_at = timezone.now()
         request = _request_build(delivery, now=attempted_at)
         response = webhook_post(url=request.url, body=request.body, headers=request.headers)
         with transaction.atomic(durable=True):
-            return _attempt_record(delivery, attempt=attempt, attempted_at=attempted_at, response=response)
+            open_until = circuit_record(endpoint_id=delivery.endpoint_id, verdict=response.verdict, now=timezone.now())
+            return _attempt_record(
+                delivery, attempt=attempt, attempted_at=attempted_at, response=response, circuit_open_until=open_until
+            )
 
 
-def _wait_for(delivery: WebhookDelivery, *, blocking: WebhookDelivery) -> SendResult:
+def _wait_for(delivery: WebhookDelivery, *, blocking: WebhookDelivery | NotificationEvent) -> SendResult:
     """Put a delivery off until an earlier event of its order has reached the endpoint, spending
     no attempt. Call holding the delivery's send lock.
 
     It looks again just after the earlier delivery's next attempt is due, or soon if that one is
-    being sent now; at most ``NOTIFY_BACKOFF_MAX_SECONDS`` later.
+    being sent now or not created yet; at most ``NOTIFY_BACKOFF_MAX_SECONDS`` later.
     """
     now = timezone.now()
     retry_in = SEQUENCE_WAIT_SECONDS
+    if isinstance(blocking, NotificationEvent):
+        reason = f"waiting for sequence {blocking.sequence} of order {blocking.order_id} (not fanned out yet)"
+        return _wait(delivery, reason=reason, seconds=retry_in)
     if blocking.next_attempt_at is not None:
         retry_in = math.ceil((blocking.next_attempt_at - now).total_seconds()) + SEQUENCE_WAIT_SECONDS
     retry_in = max(SEQUENCE_WAIT_SECONDS, min(retry_in, int(settings.NOTIFY_BACKOFF_MAX_SECONDS)))
-    delivery.last_error = (
-        f"waiting for sequence {blocking.sequence} of order {blocking.order_id} (delivery {blocking.pk})"
-    )
-    delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+    reason = f"waiting for sequence {blocking.sequence} of order {blocking.order_id} (delivery {blocking.pk})"
+    return _wait(delivery, reason=reason, seconds=retry_in)
+
+
+def _wait(delivery: WebhookDelivery, *, reason: str, seconds: int) -> SendResult:
+    """Record why a delivery waits and when it looks again; no attempt is spent. Call holding
+    its send lock."""
+    now = timezone.now()
+    delivery.last_error = reason
+    delivery.next_attempt_at = now + timedelta(seconds=seconds)
     delivery.updated_at = now
     delivery.save(update_fields=["last_error", "next_attempt_at", "updated_at"])
-    return SendResult(Outcome.WAIT, delivery.last_error, retry_in=retry_in)
+    return SendResult(Outcome.WAIT, reason, retry_in=seconds)
 
 
 def _skip_inactive_endpoint(delivery: WebhookDelivery) -> SendResult:
@@ -145,16 +161,31 @@ def _skip_inactive_endpoint(delivery: WebhookDelivery) -> SendResult:
 
 
 def _attempt_record(
-    delivery: WebhookDelivery, *, attempt: int, attempted_at: datetime, response: WebhookResponse
+    delivery: WebhookDelivery,
+    *,
+    attempt: int,
+    attempted_at: datetime,
+    response: WebhookResponse,
+    circuit_open_until: datetime | None = None,
 ) -> SendResult:
-    """Record one attempt and the delivery's new status. Call inside a transaction, holding its send lock."""
+    """Record one attempt and the delivery's new status. Call inside a transaction, holding its send lock.
+
+    A failure that leaves the endpoint's circuit open (it opened it, or it was the probe) is not
+    counted against the delivery: it waits for the circuit, and is never dead-lettered for it.
+    """
     now = timezone.now()
-    settled = attempt_settle(
-        channel=Channel.WEBHOOK, verdict=response.verdict, attempt=attempt, error=response.error, now=now
-    )
-    result = settled.result
-    delivery.status = settled.status
-    delivery.next_attempt_at = settled.next_attempt_at
+    if circuit_open_until is not None:
+        retry_in = max(1, int((circuit_open_until - now).total_seconds()) + 1)
+        result = SendResult(Outcome.WAIT, f"circuit open: {response.error}", retry_in=retry_in)
+        delivery.status = WebhookDelivery.Status.FAILED
+        delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+    else:
+        settled = attempt_settle(
+            channel=Channel.WEBHOOK, verdict=response.verdict, attempt=attempt, error=response.error, now=now
+        )
+        result = settled.result
+        delivery.status = settled.status
+        delivery.next_attempt_at = settled.next_attempt_at
     if result.outcome is Outcome.SENT:
         delivery.succeeded_at = now
     delivery.attempt_count += 1

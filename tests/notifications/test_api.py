@@ -67,6 +67,13 @@ def test_creating_an_endpoint_answers_201_with_its_secret_once(staff_client):
         "events": ["order.reserved", "order.paid"],
         "active": True,
         "created_at": body["created_at"],
+        "circuit": {
+            "state": "closed",
+            "consecutive_failures": 0,
+            "failing_since": None,
+            "retry_at": None,
+            "disabled_at": None,
+        },
         "secret": endpoint.secret,
     }
     assert body["secret"].startswith("whsec_")

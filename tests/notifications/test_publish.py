@@ -251,6 +251,7 @@ def test_webhooks_have_a_queue_of_their_own_and_e_mail_never_waits_behind_them()
     # the fan-out writes e-mails too: it must not wait behind webhooks either
     assert routes[FAN_OUT_TASK] == "email"
     assert routes["notifications.tasks.delivery_attempt_prune_task"] == "orders"
+    assert routes["notifications.tasks.webhook_endpoint_disabled_mail_task"] == "email"
 
 
 def test_every_task_has_soft_and_hard_time_limits_and_sends_end_before_their_lease():

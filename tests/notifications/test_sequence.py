@@ -4,6 +4,7 @@ tests/flows/test_webhook_order.py does it with worker processes and a real recei
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.db import transaction
@@ -120,3 +121,22 @@ def test_another_endpoints_or_orders_delivery_holds_nothing_back(webhook_receive
     assert WebhookDelivery.objects.get(endpoint=elsewhere, order_id=42, sequence=1).status == "pending"
     assert WebhookDelivery.objects.get(endpoint=mine, order_id=7).status == "pending"
     assert result.outcome is Outcome.SENT
+
+
+def test_an_earlier_event_not_yet_fanned_out_holds_a_later_one_back_for_a_while(webhook_receiver):
+    # given an order's two events, the second fanned out to the endpoint before the first was
+    # (their fan-outs ran side by side on two worker processes)
+    endpoint = WebhookEndpointFactory.create(url=webhook_receiver.url)
+    first, second = publish("order.reserved", "order.paid")
+    notifications_fan_out(events=[[str(second.id), second.event_type, None]])
+    later = WebhookDelivery.objects.get(endpoint=endpoint, event=second)
+
+    # when the second is due, it waits for the first
+    result = webhook_delivery_send(delivery_id=later.pk, attempt=1)
+    assert result.outcome is Outcome.WAIT
+    assert "not fanned out yet" in result.detail
+    assert webhook_receiver.requests == []
+
+    # then an earlier event long past its fan-out was not for this endpoint: nothing waits for it
+    NotificationEvent.objects.filter(pk=first.pk).update(created_at=timezone.now() - timedelta(minutes=6))
+    assert webhook_delivery_send(delivery_id=later.pk, attempt=1).outcome is Outcome.SENT
