@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods
 from config import queues
 from core import dead_letters
 from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin, duration_display
-from core.models import ApiToken, DeadLetter, OutboxMessage, TaskFailure
+from core.models import ApiToken, AuditEntry, DeadLetter, OutboxMessage, TaskFailure
 from core.permissions import staff_may
 from core.readings import outbox_backlog, queue_depths
 
@@ -174,9 +174,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
             return TemplateResponse(request, "admin/core/deadletter/purge_confirmation.html", context)
         try:
             if action == "replay":
-                result = dead_letters.dead_letter_replay(ids=ids, queue=queue)
+                result = dead_letters.dead_letter_replay(ids=ids, queue=queue, actor=request.user)
             else:
-                result = dead_letters.dead_letter_purge(ids=ids, queue=queue)
+                result = dead_letters.dead_letter_purge(ids=ids, queue=queue, actor=request.user)
         except Exception as exc:
             logger.warning("Dead letter %s failed", action, exc_info=True)
             messages.error(request, f"Nothing was done: RabbitMQ is unavailable ({exc}).")
@@ -209,3 +209,26 @@ class ApiTokenAdmin(BoundedCountAdmin, ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.has_perm("core.delete_apitoken"))
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(BoundedCountAdmin, ReadOnlyAdmin):
+    """The audit trail of staff actions: read-only, for everyone with the view permission."""
+
+    list_display = ["created_at", "actor_name", "action", "target_type", "target_id"]
+    list_filter = ["action", "target_type"]
+    search_fields = ["=actor_name", "=target_id"]
+    fields = [
+        "created_at",
+        "actor",
+        "actor_name",
+        "action",
+        "target_type",
+        "target_id",
+        "before",
+        "after",
+        "request_id",
+    ]
+    readonly_fields = ["created_at", "actor", "actor_name", "action", "target_type", "target_id", "before", "after"]
+    readonly_fields += ["request_id"]
+    ordering = ["-created_at", "-id"]

@@ -42,6 +42,7 @@ from kombu import Connection
 
 from config import queues
 from config.celery_app import app
+from core.audit import audit_record
 from core.models import TaskFailure
 
 _REASONS = {
@@ -308,6 +309,8 @@ def dead_letter_replay(
     queue: str | None = None,
     on_done: Callable[[DeadLetteredMessage, str], None] | None = None,
     dry_run: bool = False,
+    actor: Any = None,
+    actor_name: str = "",
 ) -> DeadLetterResult:
     """Replay dead letters (those with ``ids``, or all when None) among the oldest ``SCAN_LIMIT``:
     back to their original queues, or through their task's replay handler. ``on_done`` gets each
@@ -337,7 +340,25 @@ def dead_letter_replay(
             result.notes[held.letter.id] = note
             if on_done is not None:
                 on_done(held.letter, note)
+    if result.done and not dry_run:
+        _audit("dead_letter.replay", result, actor=actor, actor_name=actor_name)
     return result
+
+
+def _audit(action: str, result: DeadLetterResult, *, actor: Any, actor_name: str) -> None:
+    """Record a replay or purge in the audit trail: which letters (their task, queue and error)."""
+    letters = [
+        {"id": letter.id, "task": letter.task, "queue": letter.queue, "notes": result.notes.get(letter.id, "")}
+        for letter in result.done
+    ]
+    audit_record(
+        actor=actor,
+        actor_name=actor_name,
+        action=action,
+        target_type="dead_letter",
+        target_id=",".join(letter.id for letter in result.done),
+        before={"letters": letters},
+    )
 
 
 def dead_letters_settle(*, queue: str, matching: Callable[[DeadLetteredMessage], bool]) -> list[DeadLetteredMessage]:
@@ -359,6 +380,8 @@ def dead_letter_purge(
     ids: Collection[str] | None,
     queue: str | None = None,
     confirm: Callable[[Sequence[DeadLetteredMessage]], bool] | None = None,
+    actor: Any = None,
+    actor_name: str = "",
 ) -> DeadLetterResult:
     """Delete dead letters (those with ``ids``, or all when None) among the oldest ``SCAN_LIMIT``
     for good.
@@ -379,4 +402,6 @@ def dead_letter_purge(
         for held in chosen:
             channel.basic_ack(held.message.delivery_tag)
             result.done.append(held.letter)
+    if result.done:
+        _audit("dead_letter.purge", result, actor=actor, actor_name=actor_name)
     return result

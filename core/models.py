@@ -143,3 +143,36 @@ class ApiToken(AbstractAuthToken):
 
     class Meta:
         indexes = [models.Index(fields=["expiry"], name="apitoken_expiry_idx")]  # the prune's
+
+
+class AuditEntry(models.Model):
+    """One staff action: who, what, on which object, when, and the object before and after.
+
+    Written by :func:`core.audit.audit_record` in the transaction of the change it records, so
+    an entry exists exactly when its change does. Read-only in the admin.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The actor's username when it acted (kept if the user is deleted); "manage.py ..." for a command.
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=64)  # "order.refund", "stock.adjust", "dead_letter.purge"...
+    target_type = models.CharField(max_length=64)  # "order", "product", "webhook_endpoint", "dead_letter"
+    target_id = models.CharField(max_length=255, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="audit_newest_idx"),
+            models.Index(fields=["target_type", "target_id", "-created_at"], name="audit_target_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target_type} {self.target_id}"
+        )

@@ -34,6 +34,8 @@ STAFF_ACTIONS: dict[str, str] = {
     "dead_letter.view": "core.view_deadletter",
     "dead_letter.replay": "core.replay_deadletter",
     "dead_letter.purge": "core.purge_deadletter",
+    # The audit trail is written by the actions above, never by people.
+    "audit.view": "core.view_auditentry",
 }
 
 

@@ -5,8 +5,10 @@ import socket
 import uuid
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
+from core.audit import audit_entry_prune
 from core.failures import task_failure_prune
 from core.idempotency import idempotency_key_prune
 from core.models import WorkerHeartbeat
@@ -46,6 +48,13 @@ def idempotency_key_prune_task() -> int:
 @shared_task(name="core.tasks.idempotency_key_cleanup_task", acks_on_failure_or_timeout=True)
 def idempotency_key_cleanup_task() -> int:
     return idempotency_key_prune_task()
+
+
+@shared_task(acks_on_failure_or_timeout=True)
+def audit_entry_prune_task() -> int:
+    deleted = audit_entry_prune(older_than_days=settings.AUDIT_RETENTION_DAYS)
+    logger.info("Deleted %d audit entr(ies) past their retention", deleted)
+    return deleted
 
 
 @shared_task(acks_on_failure_or_timeout=True)

@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -11,6 +12,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin
+from core.audit import audit_record
 from core.errors import DomainError
 from core.permissions import staff_may
 from inventory.models import Product, StockLedgerEntry
@@ -71,6 +73,14 @@ class ProductAdmin(BoundedCountAdmin):
         editable = [name for name in form.changed_data if name not in self.get_readonly_fields(request, obj)]
         if editable:
             obj.save(update_fields=[*editable, "updated_at"])
+            audit_record(
+                actor=request.user,
+                action="product.change",
+                target_type="product",
+                target_id=obj.sku,
+                before={name: form.initial.get(name) for name in editable},
+                after={name: getattr(obj, name) for name in editable},
+            )
             if {"active", "currency"} & set(editable):
                 product_sale_changed(product_ids=[obj.pk])
 
@@ -98,7 +108,8 @@ class ProductAdmin(BoundedCountAdmin):
         form = StockAdjustmentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                stock_adjust(product=product, **form.cleaned_data)
+                actor = request.user if isinstance(request.user, User) else None
+                stock_adjust(product=product, **form.cleaned_data, actor=actor)
             except DomainError as exc:
                 form.add_error("delta", exc.message)
             else:
@@ -119,7 +130,7 @@ class ProductAdmin(BoundedCountAdmin):
 
 @admin.register(StockLedgerEntry)
 class StockLedgerEntryAdmin(BoundedCountAdmin, ReadOnlyAdmin):
-    list_display = ["created_at", "product", "kind", "delta", "order_id", "reason"]
+    list_display = ["created_at", "product", "kind", "delta", "order_id", "reason", "actor"]
     list_filter = ["kind", "product"]
     search_fields = ["product__sku", "=order_id"]
-    list_select_related = ["product"]
+    list_select_related = ["product", "actor"]

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.auth import authenticated_user
 from core.openapi import raises
 from core.permissions import staff_permission
 from inventory.models import Product
@@ -59,7 +60,7 @@ class ProductCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        product = product_create(**serializer.validated_data)
+        product = product_create(**serializer.validated_data, actor=authenticated_user(request))
         return Response(ProductOutputSerializer(product).data, status=status.HTTP_201_CREATED)
 
 
@@ -99,6 +100,8 @@ class StockAdjustmentCreateApi(APIView):
     def post(self, request: Request, sku: str) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        product = stock_adjust(product=product_get(sku=sku), **serializer.validated_data)
+        product = stock_adjust(
+            product=product_get(sku=sku), **serializer.validated_data, actor=authenticated_user(request)
+        )
         data = {**serializer.validated_data, "sku": product.sku, "available": product.available}
         return Response(self.OutputSerializer(data).data, status=status.HTTP_201_CREATED)

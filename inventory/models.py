@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -53,6 +54,11 @@ class StockLedgerEntry(models.Model):
     # Orders are known here only by id: inventory does not depend on the orders app.
     order_id = models.BigIntegerField(null=True, blank=True)
     reason = models.CharField(max_length=255, blank=True)
+    # Who adjusted the stock (adjustments by staff; the system's own rows have none). No index:
+    # nothing looks rows up by it (the audit trail does), and the ledger is large and hot.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

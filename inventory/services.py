@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
+from core.audit import audit_record
 from core.errors import Conflict
 from inventory.error_codes import InventoryErrorCode
 from inventory.models import Product, StockLedgerEntry
@@ -51,7 +53,10 @@ class StockUnavailable(Exception):
         self.shortfalls = shortfalls
 
 
-def product_create(*, sku: str, name: str, price: Decimal, currency: str, stock: int) -> Product:
+def product_create(
+    *, sku: str, name: str, price: Decimal, currency: str, stock: int, actor: User | None = None
+) -> Product:
+    """A product with its initial stock (a ledger row); staff's creations (``actor``) are audited."""
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -59,8 +64,11 @@ def product_create(*, sku: str, name: str, price: Decimal, currency: str, stock:
         except IntegrityError as exc:
             raise SkuTaken(f"A product with SKU {sku!r} already exists.") from exc
         StockLedgerEntry.objects.create(
-            product=product, kind=StockLedgerEntry.Kind.INITIAL, delta=stock, reason="initial stock"
+            product=product, kind=StockLedgerEntry.Kind.INITIAL, delta=stock, reason="initial stock", actor=actor
         )
+        if actor is not None:
+            fields = {"name": name, "price": price, "currency": currency, "stock": stock}
+            audit_record(actor=actor, action="product.create", target_type="product", target_id=sku, after=fields)
         stock_marks_write_on_commit([_mark(product)])
     return product
 
@@ -80,9 +88,9 @@ def _marks(rows: Sequence[Sequence[object]]) -> list[StockMark]:
     return [StockMark.from_row(row) for row in rows]
 
 
-def stock_adjust(*, product: Product, delta: int, reason: str) -> Product:
+def stock_adjust(*, product: Product, delta: int, reason: str, actor: User | None = None) -> Product:
     """Add (or remove, with a negative delta) stock; refused if it would go below zero or past
-    ``MAX_STOCK`` (what the column holds)."""
+    ``MAX_STOCK`` (what the column holds). The ledger row and the audit trail name ``actor``."""
     with transaction.atomic():
         updated = Product.objects.filter(pk=product.pk, available__gte=-delta, available__lte=MAX_STOCK - delta).update(
             available=F("available") + delta, stock_version=F("stock_version") + 1
@@ -96,10 +104,19 @@ def stock_adjust(*, product: Product, delta: int, reason: str) -> Product:
                 f"Removing {-delta} unit(s) of {product.sku} would make its stock negative."
             )
         StockLedgerEntry.objects.create(
-            product=product, kind=StockLedgerEntry.Kind.ADJUSTMENT, delta=delta, reason=reason
+            product=product, kind=StockLedgerEntry.Kind.ADJUSTMENT, delta=delta, reason=reason, actor=actor
         )
         # Under the row lock the update took: the mark is this transaction's state.
         product.refresh_from_db(fields=["available", "claimed", "active", "stock_version", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="stock.adjust",
+            target_type="product",
+            target_id=product.sku,
+            before={"available": product.available - delta},
+            after={"available": product.available, "delta": delta, "reason": reason},
+            actor_name="system",
+        )
         stock_marks_write_on_commit([_mark(product)])
     return product
 

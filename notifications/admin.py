@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin_tools import BoundedCountAdmin, ReadOnlyAdmin
+from core.audit import audit_record
 from core.permissions import staff_may
 from notifications.attempts import Channel
 from notifications.models import (
@@ -78,6 +79,15 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         if not change:
             obj.secret = webhook_secret_generate()
         super().save_model(request, obj, form, change)
+        # Never the secret: the fields staff edit.
+        audit_record(
+            actor=request.user,
+            action="webhook_endpoint.change" if change else "webhook_endpoint.add",
+            target_type="webhook_endpoint",
+            target_id=obj.pk,
+            before={name: form.initial.get(name) for name in form.changed_data} if change else None,
+            after={name: form.cleaned_data.get(name) for name in (form.changed_data if change else form.fields)},
+        )
         if not change:
             messages.warning(request, f"Signing secret of {obj.url} (shown once, copy it now): {obj.secret}")
 

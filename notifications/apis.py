@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from drf_standardized_errors.openapi_validation_errors import extend_validation_errors
@@ -14,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.audit import audit_record
 from core.openapi import raises
 from core.permissions import staff_permission
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
@@ -116,7 +118,15 @@ class WebhookEndpointCreateApi(APIView):
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        endpoint = webhook_endpoint_create(**serializer.validated_data)
+        with transaction.atomic(durable=True):
+            endpoint = webhook_endpoint_create(**serializer.validated_data)
+            audit_record(
+                actor=request.user,
+                action="webhook_endpoint.add",
+                target_type="webhook_endpoint",
+                target_id=endpoint.pk,
+                after={"url": endpoint.url, "events": endpoint.events, "active": endpoint.active},
+            )
         return Response(self.OutputSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
 

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin_tools import MAX_ID, BoundedCountAdmin
+from core.audit import audit_record
 from core.errors import DomainError
 from core.permissions import staff_may
 from inventory.selectors import products_by_sku
@@ -120,6 +121,13 @@ def retry_reservation(modeladmin: OrderAdmin, request: HttpRequest, queryset: Qu
     skipped: list[str] = []
     for order_id in _selected_ids(modeladmin, request, queryset) or []:
         (retried if order_reservation_retry(order_id=order_id) else skipped).append(str(order_id))
+    if retried:
+        audit_record(
+            actor=request.user,
+            action="order.retry_reservation",
+            target_type="order",
+            target_id=",".join(retried),
+        )
     if retried:
         modeladmin.message_user(request, f"Reservation queued again for order(s) {', '.join(retried)}.")
     if skipped:

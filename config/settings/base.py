@@ -374,6 +374,8 @@ TASK_FAILURE_RETENTION_DAYS = env.float("TASK_FAILURE_RETENTION_DAYS", default=3
 # webhook-id, fresh signature; providers retry for days) a harmless duplicate.
 PAYMENT_RECEIPT_RETENTION_DAYS = env.float("PAYMENT_RECEIPT_RETENTION_DAYS", default=90)
 WEBHOOK_ATTEMPT_RETENTION_DAYS = env.float("WEBHOOK_ATTEMPT_RETENTION_DAYS", default=30)
+# The audit trail of staff actions: two years by default.
+AUDIT_RETENTION_DAYS = env.float("AUDIT_RETENTION_DAYS", default=730)
 RETENTION_MINIMUMS = {
     "RETENTION_PRUNE_SECONDS": (RETENTION_PRUNE_SECONDS, 60),
     "OUTBOX_RETENTION_HOURS": (OUTBOX_RETENTION_HOURS, 1),
@@ -381,6 +383,7 @@ RETENTION_MINIMUMS = {
     "TASK_FAILURE_RETENTION_DAYS": (TASK_FAILURE_RETENTION_DAYS, 1),
     "PAYMENT_RECEIPT_RETENTION_DAYS": (PAYMENT_RECEIPT_RETENTION_DAYS, 7),
     "WEBHOOK_ATTEMPT_RETENTION_DAYS": (WEBHOOK_ATTEMPT_RETENTION_DAYS, 1),
+    "AUDIT_RETENTION_DAYS": (AUDIT_RETENTION_DAYS, 30),
 }
 for _name, (_value, _minimum) in RETENTION_MINIMUMS.items():
     if _value < _minimum:
@@ -524,6 +527,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "task-failure-prune": {
         "task": "core.tasks.task_failure_prune_task",
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
+    "audit-entry-prune": {
+        "task": "core.tasks.audit_entry_prune_task",
         "schedule": RETENTION_PRUNE_SECONDS,
     },
     "api-token-prune": {

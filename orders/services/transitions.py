@@ -14,6 +14,7 @@ from django.db.models import prefetch_related_objects
 from django.utils import timezone
 from django_fsm import ConcurrentTransition, can_proceed
 
+from core.audit import audit_record
 from core.errors import Conflict, DomainError
 from inventory.services import stock_release, stock_unclaim
 from notifications.services import Notification, notifications_publish
@@ -147,11 +148,23 @@ def order_transition(
 
 
 def _order_action_apply(*, order_id: int, name: str, actor: Actor, actor_user: User | None) -> Order:
+    """Apply action ``name``; staff's actions are also recorded in the audit trail."""
     with transaction.atomic():
         order = order_lock(order_id=order_id)
         # Read once under the lock: the event's payload and the caller's answer both show them.
         prefetch_related_objects([order], "lines")
+        before = order.status
         order_transition(order=order, name=name, actor=actor, actor_user=actor_user)
+        if actor == Actor.STAFF:
+            audit_record(
+                actor=actor_user,
+                actor_name="system",
+                action=f"order.{name}",
+                target_type="order",
+                target_id=order.pk,
+                before={"status": before},
+                after={"status": order.status},
+            )
     return order
 
 

@@ -30,6 +30,10 @@ def _short(value: Any, limit: int = MAX_SHOWN_ARGUMENT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# How the audit trail names who replayed or purged from the command line.
+COMMAND_ACTOR = "manage.py dlq"
+
+
 class Command(BaseCommand):
     help = "Dead-lettered task messages: list them, replay them to their original queue, or purge them."
 
@@ -133,7 +137,7 @@ class Command(BaseCommand):
         def progress(letter: DeadLetteredMessage, note: str) -> None:
             self.stdout.write(f"{verb} {letter.id} ({letter.task or 'raw message'}) {note}")
 
-        result = dead_letter_replay(ids=ids, queue=queue, on_done=progress, dry_run=dry_run)
+        result = dead_letter_replay(ids=ids, queue=queue, on_done=progress, dry_run=dry_run, actor_name=COMMAND_ACTOR)
         self.stdout.write(self.style.SUCCESS(f"{verb} {len(result.done)} dead letter(s)."))
         if dry_run:
             self.stdout.write("Dry run: nothing was replayed or removed.")
@@ -148,7 +152,7 @@ class Command(BaseCommand):
             answer = input(f"Delete these {len(letters)} dead letter(s) for good? [y/N] ")
             return answer.strip().lower() in ("y", "yes")
 
-        result = dead_letter_purge(ids=ids, queue=queue, confirm=confirm)
+        result = dead_letter_purge(ids=ids, queue=queue, confirm=confirm, actor_name=COMMAND_ACTOR)
         if result.cancelled:
             self.stdout.write("Nothing deleted.")
         else:
