@@ -48,6 +48,10 @@ def tokens() -> dict[str, str]:
     return {"customer": user_with_token("fuzz-customer")[1], "staff": user_with_token("fuzz-staff", staff=True)[1]}
 
 
+# A request line over gunicorn's limit (4094 bytes) is refused by gunicorn itself, before the
+# application sees it, with its own 414 page; negative query strings can be that long.
+URI_TOO_LONG = 414
+
 # Logging out revokes the token it is sent with: that operation gets tokens of its own.
 LOGOUT = "/api/v1/auth/logout/"
 
@@ -76,7 +80,10 @@ def fuzz(base_url: str, tokens: dict[str, str], checks: list) -> dict[str, str]:
                       derandomize=True, database=None)  # fmt: skip
             def run(case) -> None:
                 for token in tokens_for(case.operation.path, tokens):
-                    case.call_and_validate(headers={"Authorization": f"Token {token}"}, checks=checks)
+                    response = case.call(headers={"Authorization": f"Token {token}"})
+                    if response.status_code == URI_TOO_LONG:
+                        continue  # gunicorn's own answer, before the application (see below)
+                    case.validate_response(response, checks=checks)
 
             try:
                 run()
