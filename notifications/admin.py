@@ -45,7 +45,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 def _circuit_set(modeladmin: admin.ModelAdmin, request: HttpRequest, ids: list[int], state: str) -> None:
     for endpoint_id in ids:
-        webhook_endpoint_circuit_set(endpoint_id=endpoint_id, state=state)
+        webhook_endpoint_circuit_set(endpoint_id=endpoint_id, state=state, actor=request.user)
     done = "closed: their deliveries go again" if state == CircuitState.CLOSED else "opened: their deliveries wait"
     modeladmin.message_user(request, f"Circuit of endpoint(s) {', '.join(map(str, ids))} {done}.", messages.SUCCESS)
 
@@ -97,7 +97,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
 def _resend(modeladmin: admin.ModelAdmin, request: HttpRequest, channel: Channel, ids: list[int], noun: str) -> None:
     """Recover the notifications through the one recovery service and report what happened to each."""
-    recovery = notifications_recover(channel=channel, ids=ids)
+    recovery = notifications_recover(channel=channel, ids=ids, actor=request.user)
     refused: dict[str, list[str]] = defaultdict(list)
     for pk, exc in recovery.refused.items():
         refused[exc.message].append(str(pk))

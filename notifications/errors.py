@@ -27,11 +27,14 @@ class NotificationAttemptFailed(Exception):
 class NotResendable(DomainError):
     """A resend that could change nothing: already delivered, or to an endpoint turned off."""
 
+    status_code = 409
     code = "not_resendable"
 
 
 class AlreadyDelivered(NotResendable):
     """The notification was delivered: there is nothing to resend."""
+
+    code = "already_delivered"
 
 
 class CircuitChangeRefused(DomainError):

@@ -31,8 +31,9 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.shortcuts import get_object_or_404
 
-from notifications.models import EmailNotification, SendLease, WebhookDelivery
+from notifications.models import EmailNotification, SendLease, WebhookDelivery, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +78,8 @@ def webhook_delivery_lock(*, delivery_id: int) -> WebhookDelivery:
 def email_notification_lock(*, email_id: int) -> EmailNotification:
     """Lock one e-mail row (with its event read along). Call inside a transaction."""
     return EmailNotification.objects.select_for_update(of=("self",)).select_related("event").get(pk=email_id)
+
+
+def webhook_endpoint_lock(*, endpoint_id: int) -> WebhookEndpoint:
+    """Lock one endpoint the API still shows (404 otherwise). Call inside a transaction."""
+    return get_object_or_404(WebhookEndpoint.objects.select_for_update(), pk=endpoint_id, deleted_at__isnull=True)

@@ -22,6 +22,10 @@ class EventType(models.TextChoices):
     ORDER_COMPLETED = "order.completed"
 
 
+# Sent only on request (POST /api/v1/webhooks/endpoints/{id}/ping/): not subscribed to, never stored.
+PING_EVENT_TYPE = "ping"
+
+
 # Events that e-mail the customer (the list); the others only go to webhooks.
 EMAIL_EVENT_TYPES = frozenset(
     {
@@ -66,6 +70,11 @@ class WebhookEndpoint(models.Model):
     circuit_retry_at = models.DateTimeField(null=True, blank=True)
     # Set when the endpoint was deactivated for failing too long (staff were e-mailed).
     disabled_at = models.DateTimeField(null=True, blank=True)
+    # After a rotation the previous secret signs too (a second signature) until it expires.
+    previous_secret = models.CharField(max_length=200, blank=True, editable=False, db_default="", default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # Deleted through the API: deactivated, and hidden from the API; its past deliveries keep it.
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -144,6 +153,7 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["-created_at", "-id"], name="webhook_delivery_created_idx"),
             models.Index(fields=["status", "-created_at"], name="webhook_delivery_status_idx"),
             models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint_idx"),
+            models.Index(fields=["endpoint", "status", "-created_at"], name="webhook_delivery_ep_status_idx"),
             # Deliveries still on their way, by endpoint and order: what a later one waits for.
             models.Index(
                 fields=["endpoint", "order_id", "sequence"],

@@ -6,13 +6,24 @@ from collections.abc import Collection
 from datetime import timedelta
 
 from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from notifications.models import NotificationEvent, WebhookDelivery, WebhookEndpoint
 
 
 def webhook_endpoint_list() -> QuerySet[WebhookEndpoint]:
-    return WebhookEndpoint.objects.order_by("-created_at", "-id")
+    """Endpoints the API shows (not deleted), newest first."""
+    return WebhookEndpoint.objects.filter(deleted_at__isnull=True).order_by("-created_at", "-id")
+
+
+def webhook_endpoint_get(*, endpoint_id: int) -> WebhookEndpoint:
+    """One endpoint the API shows; 404 if there is none (or it was deleted)."""
+    return get_object_or_404(WebhookEndpoint, pk=endpoint_id, deleted_at__isnull=True)
+
+
+def webhook_delivery_get(*, delivery_id: int) -> WebhookDelivery:
+    return get_object_or_404(WebhookDelivery.objects.select_related("event", "endpoint"), pk=delivery_id)
 
 
 def webhook_endpoint_list_subscribed(*, event_type: str) -> QuerySet[WebhookEndpoint]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,12 +49,14 @@ def webhook_body(
     )
 
 
-def webhook_headers(*, secret: str, message_id: str, timestamp: datetime, body: str) -> dict[str, str]:
-    """The three Standard Webhooks headers for ``body`` sent at ``timestamp``."""
+def webhook_headers(*, secrets: Sequence[str], message_id: str, timestamp: datetime, body: str) -> dict[str, str]:
+    """The three Standard Webhooks headers for ``body`` sent at ``timestamp``, signed with each
+    of ``secrets`` (the current one first): ``webhook-signature`` lists one ``v1,`` signature
+    per secret, separated by spaces, as the scheme allows during a secret's rotation."""
     timestamp = timestamp.astimezone(UTC).replace(microsecond=0)
-    signature = Webhook(secret).sign(msg_id=message_id, timestamp=timestamp, data=body)
+    signatures = [Webhook(secret).sign(msg_id=message_id, timestamp=timestamp, data=body) for secret in secrets]
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": signature,
+        "webhook-signature": " ".join(signatures),
     }

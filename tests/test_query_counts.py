@@ -143,7 +143,7 @@ def test_webhook_delivery_list(django_assert_num_queries, size, client_for):
     WebhookDeliveryFactory.create_batch(size, status=WebhookDelivery.Status.FAILED)
     client = client_for(OperatorFactory())
 
-    # token+user, the user's and their groups' permissions, count, the page with its events and endpoints
-    with django_assert_num_queries(5):
+    # token+user, the user's and their groups' permissions, the page with its events and endpoints (no count)
+    with django_assert_num_queries(4):
         response = client.get("/api/v1/webhooks/deliveries/")
-    assert response.json()["count"] == size
+    assert len(response.json()["results"]) == size

@@ -36,7 +36,7 @@ from core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from orders.models import Order, OrderStatus
 from orders.services.expiry import EXPIRY_BATCH_SIZE, order_expire_batch
 from tests.admin_pages import forget_operations_readings
-from tests.factories import StaffFactory, token_for
+from tests.factories import OperatorFactory, StaffFactory, token_for
 from tests.history import History, history_load, history_remove
 
 pytestmark = pytest.mark.django_db
@@ -70,40 +70,42 @@ def _outline(node: dict[str, Any], depth: int = 0) -> str:
 
 @dataclass
 class PlanReport:
+    tables: tuple[str, ...] = BIG_TABLES
     statements: int = 0
     sequential_scans: list[str] = field(default_factory=list)
     most_rows_read: int = 0
     worst: str = ""
 
     def problems(self, bound: int) -> list[str]:
-        found = [f"sequential scan of the orders:\n{plan}" for plan in self.sequential_scans]
+        found = [f"sequential scan of {self.tables[0]}:\n{plan}" for plan in self.sequential_scans]
         if self.most_rows_read > bound:
-            found.append(f"{self.most_rows_read} rows of {'/'.join(BIG_TABLES)} read (bound {bound}):\n{self.worst}")
+            found.append(f"{self.most_rows_read} rows of {'/'.join(self.tables)} read (bound {bound}):\n{self.worst}")
         return found
 
 
-def _rows_read(node: dict[str, Any]) -> int:
+def _rows_read(node: dict[str, Any], tables: tuple[str, ...] = BIG_TABLES) -> int:
     """Rows of the big tables a plan node returned or read and threw away, over all its loops."""
     read = 0
-    if node.get("Relation Name") in BIG_TABLES:
+    if node.get("Relation Name") in tables:
         per_loop = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
         per_loop += node.get("Rows Removed by Index Recheck", 0)
         read += per_loop * node.get("Actual Loops", 1)
-    return read + sum(_rows_read(child) for child in node.get("Plans", []))
+    return read + sum(_rows_read(child, tables) for child in node.get("Plans", []))
 
 
-def _sequential_scans(node: dict[str, Any]) -> bool:
-    if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") == "orders_order":
+def _sequential_scans(node: dict[str, Any], table: str = "orders_order") -> bool:
+    if node.get("Node Type") == "Seq Scan" and node.get("Relation Name") == table:
         return True
-    return any(_sequential_scans(child) for child in node.get("Plans", []))
+    return any(_sequential_scans(child, table) for child in node.get("Plans", []))
 
 
-def plans_of(statements: list[str]) -> PlanReport:
-    """EXPLAIN ANALYZE each SELECT of ``statements`` that reads a big table (in a savepoint rolled
-    back after, as a SELECT ... FOR UPDATE takes locks)."""
-    report = PlanReport()
+def plans_of(statements: list[str], tables: tuple[str, ...] = BIG_TABLES) -> PlanReport:
+    """EXPLAIN ANALYZE each SELECT of ``statements`` that reads one of ``tables`` (in a savepoint
+    rolled back after, as a SELECT ... FOR UPDATE takes locks); a sequential scan of the first of
+    them is a problem."""
+    report = PlanReport(tables=tables)
     for sql in statements:
-        if not sql.lstrip().upper().startswith("SELECT") or not any(f'"{t}"' in sql for t in BIG_TABLES):
+        if not sql.lstrip().upper().startswith("SELECT") or not any(f'"{t}"' in sql for t in tables):
             continue
         report.statements += 1
         with transaction.atomic(), connection.cursor() as cursor:
@@ -111,9 +113,9 @@ def plans_of(statements: list[str]) -> PlanReport:
             (plan,) = cursor.fetchone()
             transaction.set_rollback(True)
         root = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-        if _sequential_scans(root):
+        if _sequential_scans(root, tables[0]):
             report.sequential_scans.append(f"{sql}\n{_outline(root)}")
-        rows = _rows_read(root)
+        rows = _rows_read(root, tables)
         if rows > report.most_rows_read:
             report.most_rows_read, report.worst = rows, f"{sql}\n{_outline(root)}"
     return report
@@ -300,3 +302,108 @@ def test_the_check_fails_without_the_index_behind_a_filter(history: History):
 
     # then the plan reads through the table (or scans it) to find them, and the check says so
     assert report.problems(api_bound(history))
+
+
+# --- merchant webhook deliveries ----------------------------------------------------------------
+
+DELIVERIES = 60_000
+DELIVERY_TABLES = ("notifications_webhookdelivery",)
+
+
+@dataclass(frozen=True)
+class DeliveryHistory:
+    busy_endpoint: int  # a tenth of the deliveries
+    quiet_endpoint: int
+
+
+@pytest.fixture(scope="module")
+def delivery_history(django_db_setup: None, django_db_blocker: Any) -> Iterator[DeliveryHistory]:
+    """60,000 deliveries of as many events to 20 endpoints, one of them with a tenth of them;
+    succeeded mostly, some failed, dead-lettered or pending, over a month; VACUUM ANALYZEd."""
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO notifications_webhookendpoint
+                    (url, events, active, secret, created_at, circuit_state, consecutive_failures,
+                     circuit_openings, previous_secret)
+                SELECT 'https://plans-' || n || '.example.com/hooks', ARRAY['order.paid'], true, 'whsec_x',
+                       now(), 'closed', 0, 0, ''
+                FROM generate_series(1, 20) AS n RETURNING id
+                """
+            )
+            endpoints = sorted(row[0] for row in cursor.fetchall())
+            cursor.execute(
+                """
+                INSERT INTO notifications_notificationevent (id, event_type, payload, created_at)
+                SELECT md5('plans' || n)::uuid, 'order.paid', '{}'::jsonb, now() - n * interval '40 seconds'
+                FROM generate_series(1, %(count)s) AS n
+                """,
+                {"count": DELIVERIES},
+            )
+            cursor.execute(
+                """
+                INSERT INTO notifications_webhookdelivery
+                    (event_id, endpoint_id, status, attempt_count, last_error, created_at, updated_at)
+                SELECT md5('plans' || n)::uuid,
+                       CASE WHEN n %% 10 = 1 THEN %(busy)s ELSE (%(endpoints)s::bigint[])[1 + n %% 19 + 1] END,
+                       CASE WHEN n %% 100 = 1 THEN 'failed' WHEN n %% 100 = 2 THEN 'dead_lettered'
+                            WHEN n %% 100 = 3 THEN 'pending' ELSE 'succeeded' END,
+                       1, '', now() - n * interval '40 seconds', now()
+                FROM generate_series(1, %(count)s) AS n
+                """,
+                {"count": DELIVERIES, "busy": endpoints[0], "endpoints": endpoints},
+            )
+            cursor.execute("ANALYZE notifications_webhookdelivery")
+            cursor.execute("ANALYZE notifications_notificationevent")
+            cursor.execute("ANALYZE notifications_webhookendpoint")
+        try:
+            yield DeliveryHistory(busy_endpoint=endpoints[0], quiet_endpoint=endpoints[1])
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("DELETE FROM notifications_webhookdelivery")
+                cursor.execute("DELETE FROM notifications_notificationevent")
+                cursor.execute("DELETE FROM notifications_webhookendpoint")
+
+
+DELIVERY_CASES = {
+    "newest": "",
+    "rare status": "status=dead_lettered",
+    "common status": "status=succeeded",
+    "busy endpoint": "endpoint={busy}",
+    "quiet endpoint": "endpoint={quiet}",
+    "endpoint and rare status": "endpoint={busy}&status=failed",
+    "quiet endpoint and rare status": "endpoint={quiet}&status=dead_lettered",
+    "largest page": f"page_size={MAX_PAGE_SIZE}",
+}
+
+
+@pytest.mark.parametrize("case", DELIVERY_CASES)
+def test_delivery_lists_read_a_page_from_an_index(delivery_history: DeliveryHistory, case: str):
+    query = DELIVERY_CASES[case].format(busy=delivery_history.busy_endpoint, quiet=delivery_history.quiet_endpoint)
+    client = api_client_for(OperatorFactory())
+    first = get_ok(client, f"/api/v1/webhooks/deliveries/?{query}")().json()
+    assert first["results"], "the case shows some deliveries"
+
+    # the first page, and the one its next link leads to
+    report = plans_of(statements_of(get_ok(client, f"/api/v1/webhooks/deliveries/?{query}")), DELIVERY_TABLES)
+    assert_bounded(report, 10 * (MAX_PAGE_SIZE + 1))
+    if first["next"]:
+        deeper = plans_of(statements_of(get_ok(client, first["next"])), DELIVERY_TABLES)
+        assert_bounded(deeper, 10 * (MAX_PAGE_SIZE + 1))
+
+
+def test_the_delivery_check_fails_without_the_index_behind_a_filter(delivery_history: DeliveryHistory):
+    # given the (endpoint, status, created_at) and (status, created_at) indexes gone (in this
+    # test's transaction only), leaving the endpoint's own
+    with connection.cursor() as cursor:
+        cursor.execute("DROP INDEX webhook_delivery_ep_status_idx")
+        cursor.execute("DROP INDEX webhook_delivery_status_idx")
+    query = DELIVERY_CASES["quiet endpoint and rare status"].format(quiet=delivery_history.quiet_endpoint)
+
+    report = plans_of(
+        statements_of(get_ok(api_client_for(OperatorFactory()), f"/api/v1/webhooks/deliveries/?{query}")),
+        DELIVERY_TABLES,
+    )
+
+    assert report.problems(10 * (MAX_PAGE_SIZE + 1))

@@ -24,6 +24,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -32,9 +33,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import audit_record
 from core.outbox import outbox_enqueue
 from notifications.attempts import Verdict
 from notifications.errors import CircuitChangeRefused
+from notifications.lock_objects import webhook_endpoint_lock
 from notifications.models import CircuitState, WebhookEndpoint
 
 logger = logging.getLogger(__name__)
@@ -135,12 +138,13 @@ def circuit_record(*, endpoint_id: int, verdict: Verdict, now: datetime) -> date
     return endpoint.circuit_retry_at if endpoint.circuit_state != CircuitState.CLOSED else None
 
 
-def webhook_endpoint_circuit_set(*, endpoint_id: int, state: str) -> WebhookEndpoint:
+def webhook_endpoint_circuit_set(*, endpoint_id: int, state: str, actor: Any) -> WebhookEndpoint:
     """Staff close a circuit (deliveries go again at their next look, failure counts forgotten)
-    or open it (deliveries wait for a full cool-down, then a probe decides)."""
+    or open it (deliveries wait for a full cool-down, then a probe decides); audited as ``actor``'s."""
     now = timezone.now()
     with transaction.atomic(durable=True):
-        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+        endpoint = webhook_endpoint_lock(endpoint_id=endpoint_id)
+        before = {"circuit_state": endpoint.circuit_state, "circuit_retry_at": endpoint.circuit_retry_at}
         if state == CircuitState.CLOSED:
             endpoint.circuit_state = CircuitState.CLOSED
             endpoint.consecutive_failures = 0
@@ -161,6 +165,14 @@ def webhook_endpoint_circuit_set(*, endpoint_id: int, state: str) -> WebhookEndp
                 "circuit_openings",
                 "circuit_retry_at",
             ]
+        )
+        audit_record(
+            actor=actor,
+            action="webhook_endpoint.circuit",
+            target_type="webhook_endpoint",
+            target_id=endpoint.pk,
+            before=before,
+            after={"circuit_state": endpoint.circuit_state, "circuit_retry_at": endpoint.circuit_retry_at},
         )
     return endpoint
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from config import queues
+from core.audit import audit_record
 from core.dead_letters import DeadLetteredMessage, ReplayRefused, dead_letters_settle
 from core.outbox import outbox_enqueue
 from notifications.attempts import Channel
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 SEND_TASKS = {Channel.WEBHOOK: WEBHOOK_DELIVERY_TASK, Channel.EMAIL: EMAIL_NOTIFICATION_TASK}
 SEND_QUEUES = {Channel.WEBHOOK: queues.WEBHOOKS, Channel.EMAIL: queues.EMAIL}
 _NOUNS = {Channel.WEBHOOK: "webhook delivery", Channel.EMAIL: "e-mail"}
+_AUDIT_TARGETS = {Channel.WEBHOOK: "webhook_delivery", Channel.EMAIL: "email_notification"}
 
 
 @dataclass
@@ -49,8 +52,9 @@ class Recovery:
     dead_letters_error: str = ""
 
 
-def _requeue(channel: Channel, notification_id: int) -> None:
-    """Put one notification back to ``pending`` and queue a new send of it; refuse what cannot be sent."""
+def _requeue(channel: Channel, notification_id: int, actor: Any = None) -> None:
+    """Put one notification back to ``pending`` and queue a new send of it; refuse what cannot be
+    sent. With an ``actor`` (staff, not ``dlq replay``), the resend is audited as theirs."""
     with transaction.atomic(durable=True):
         notification: WebhookDelivery | EmailNotification
         if channel is Channel.WEBHOOK:
@@ -59,26 +63,39 @@ def _requeue(channel: Channel, notification_id: int) -> None:
                 raise AlreadyDelivered("already delivered")
             if not notification.endpoint.active:
                 raise NotResendable("its endpoint is deactivated")
+            before = {"status": notification.status}
             notification.status = WebhookDelivery.Status.PENDING
         else:
             notification = email_notification_lock(email_id=notification_id)
             if notification.status == EmailNotification.Status.SENT:
                 raise AlreadyDelivered("already sent")
+            before = {"status": notification.status}
             notification.status = EmailNotification.Status.PENDING
         notification.next_attempt_at = None
         notification.updated_at = timezone.now()
         notification.save(update_fields=["status", "next_attempt_at", "updated_at"])
         outbox_enqueue(task_name=SEND_TASKS[channel], args=[notification.pk])
+        if actor is not None:
+            audit_record(
+                actor=actor,
+                action=f"{_AUDIT_TARGETS[channel]}.resend",
+                target_type=_AUDIT_TARGETS[channel],
+                target_id=notification.pk,
+                before=before,
+                after={"status": notification.status},
+            )
 
 
-def notifications_recover(*, channel: Channel, ids: Sequence[int], settle_dead_letters: bool = True) -> Recovery:
+def notifications_recover(
+    *, channel: Channel, ids: Sequence[int], settle_dead_letters: bool = True, actor: Any = None
+) -> Recovery:
     """Recover each notification (its own transaction), then remove the dead letters of those
     recovered in one pass over the dead-letter queue. ``settle_dead_letters=False`` is for the
     replay handler, whose caller acknowledges the dead letter it holds."""
     recovery = Recovery()
     for notification_id in ids:
         try:
-            _requeue(channel, notification_id)
+            _requeue(channel, notification_id, actor)
         except NotResendable as exc:
             recovery.refused[notification_id] = exc
         else:
@@ -98,9 +115,13 @@ def notifications_recover(*, channel: Channel, ids: Sequence[int], settle_dead_l
     return recovery
 
 
-def notification_recover(*, channel: Channel, notification_id: int, settle_dead_letters: bool = True) -> None:
+def notification_recover(
+    *, channel: Channel, notification_id: int, settle_dead_letters: bool = True, actor: Any = None
+) -> None:
     """Recover one notification; raises :class:`NotResendable` if it is refused."""
-    recovery = notifications_recover(channel=channel, ids=[notification_id], settle_dead_letters=settle_dead_letters)
+    recovery = notifications_recover(
+        channel=channel, ids=[notification_id], settle_dead_letters=settle_dead_letters, actor=actor
+    )
     if notification_id in recovery.refused:
         raise recovery.refused[notification_id]
 
@@ -120,3 +141,17 @@ def notification_dead_letter_replay(letter: DeadLetteredMessage) -> str:
     except NotResendable as exc:
         raise ReplayRefused(f"{noun} is not resent: {exc.message}") from exc
     return f"by sending {noun} again"
+
+
+RETRYABLE_DELIVERY_STATUSES = (WebhookDelivery.Status.FAILED, WebhookDelivery.Status.DEAD_LETTERED)
+
+
+def webhook_delivery_retry(*, delivery: WebhookDelivery, actor: Any) -> None:
+    """Staff's retry of one delivery: only a failed or dead-lettered one (a pending one is on its
+    way already, a succeeded one is never sent again), recovered as every resend is, its dead
+    letter settled. Raises :class:`NotResendable`."""
+    if delivery.status == WebhookDelivery.Status.SUCCEEDED:
+        raise AlreadyDelivered("This delivery succeeded; it is never sent again.")
+    if delivery.status not in RETRYABLE_DELIVERY_STATUSES:
+        raise NotResendable(f"Only a failed or dead-lettered delivery can be retried; this one is {delivery.status}.")
+    notification_recover(channel=Channel.WEBHOOK, notification_id=delivery.pk, actor=actor)

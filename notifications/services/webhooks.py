@@ -5,20 +5,31 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import audit_record
 from core.log_context import log_context_bind_order
 from notifications.attempts import Channel, Outcome, SendResult, attempt_settle, busy_result
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
-from notifications.lock_objects import send_lock
-from notifications.models import DeliveryAttempt, EventType, NotificationEvent, WebhookDelivery, WebhookEndpoint
-from notifications.selectors import webhook_delivery_blocking
+from notifications.lock_objects import send_lock, webhook_endpoint_lock
+from notifications.models import (
+    PING_EVENT_TYPE,
+    CircuitState,
+    DeliveryAttempt,
+    EventType,
+    NotificationEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from notifications.selectors import webhook_delivery_blocking, webhook_endpoint_get
 from notifications.services.circuit import circuit_admit, circuit_record
 from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
 from notifications.ssrf import address_refusal, url_refusal
@@ -27,6 +38,8 @@ from notifications.webhook_client import WebhookResponse, webhook_post
 logger = logging.getLogger(__name__)
 
 SEND_LOCK_KIND = "webhook_delivery"
+# How long a rotated-out secret keeps signing, beside the new one.
+SECRET_ROTATION_OVERLAP = timedelta(hours=24)
 # How soon a delivery that waits for an earlier one looks again when that one has no attempt
 # scheduled yet (it is pending: being sent, or about to be).
 SEQUENCE_WAIT_SECONDS = 2
@@ -38,17 +51,139 @@ def webhook_endpoint_create(*, url: str, events: list[str], active: bool = True)
     A URL that can never be requested is refused now rather than at the first delivery; a host
     name is vetted again at every delivery, since what it resolves to may change.
     """
-    refusal = webhook_url_refusal(url)
-    if refusal is not None:
-        raise UnsafeWebhookUrl(f"This URL cannot receive webhooks: {refusal}.")
+    return WebhookEndpoint.objects.create(
+        url=_url_clean(url), events=_events_clean(events), active=active, secret=webhook_secret_generate()
+    )
+
+
+def _events_clean(events: list[str]) -> list[str]:
     known = list(EventType.values)
     unknown = sorted(set(events) - set(known))
     if unknown or not events:
         raise InvalidEventTypes(f"Subscribe to one or more of {', '.join(known)}; unknown: {unknown}.")
-    unique_events = sorted(set(events), key=known.index)
-    return WebhookEndpoint.objects.create(
-        url=url, events=unique_events, active=active, secret=webhook_secret_generate()
+    return sorted(set(events), key=known.index)
+
+
+def _url_clean(url: str) -> str:
+    refusal = webhook_url_refusal(url)
+    if refusal is not None:
+        raise UnsafeWebhookUrl(f"This URL cannot receive webhooks: {refusal}.")
+    return url
+
+
+def webhook_endpoint_signing_secrets(endpoint: WebhookEndpoint, *, now: datetime) -> list[str]:
+    """The secrets that sign a request now: the endpoint's, then the one it replaced while that
+    one still signs (``SECRET_ROTATION_OVERLAP`` after a rotation)."""
+    secrets = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires is not None and expires > now:
+        secrets.append(endpoint.previous_secret)
+    return secrets
+
+
+def _endpoint_audited(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """What the audit trail keeps of an endpoint: never its secrets."""
+    return {
+        "url": endpoint.url,
+        "events": list(endpoint.events),
+        "active": endpoint.active,
+        "circuit_state": endpoint.circuit_state,
+        "deleted_at": endpoint.deleted_at,
+    }
+
+
+def _endpoint_audit(*, actor: Any, action: str, endpoint: WebhookEndpoint, before: dict[str, Any]) -> None:
+    """Record a staff change of an endpoint. Call in the transaction of the change."""
+    audit_record(
+        actor=actor,
+        action=action,
+        target_type="webhook_endpoint",
+        target_id=endpoint.pk,
+        before=before,
+        after=_endpoint_audited(endpoint),
     )
+
+
+def webhook_endpoint_update(
+    *,
+    endpoint_id: int,
+    actor: Any,
+    url: str | None = None,
+    events: list[str] | None = None,
+    active: bool | None = None,
+) -> WebhookEndpoint:
+    """Change an endpoint's URL, subscription or activity, audited as ``actor``'s. Reactivating
+    one starts its circuit afresh (closed, failures forgotten); deliveries it missed are retried
+    one by one."""
+    with transaction.atomic(durable=True):
+        endpoint = webhook_endpoint_lock(endpoint_id=endpoint_id)
+        before = _endpoint_audited(endpoint)
+        fields: list[str] = []
+        if url is not None:
+            endpoint.url = _url_clean(url)
+            fields.append("url")
+        if events is not None:
+            endpoint.events = _events_clean(events)
+            fields.append("events")
+        if active is not None and active != endpoint.active:
+            endpoint.active = active
+            fields.append("active")
+            if active:
+                endpoint.circuit_state = CircuitState.CLOSED
+                endpoint.consecutive_failures = 0
+                endpoint.failing_since = None
+                endpoint.circuit_openings = 0
+                endpoint.circuit_retry_at = None
+                endpoint.disabled_at = None
+                fields += [
+                    "circuit_state", "consecutive_failures", "failing_since", "circuit_openings",
+                    "circuit_retry_at", "disabled_at",
+                ]  # fmt: skip
+        if fields:
+            endpoint.save(update_fields=fields)
+        _endpoint_audit(actor=actor, action="webhook_endpoint.change", endpoint=endpoint, before=before)
+    return endpoint
+
+
+def webhook_endpoint_delete(*, endpoint_id: int, actor: Any) -> None:
+    """Delete an endpoint as the API sees it: deactivated and hidden; its past deliveries keep it
+    (their attempts are history), and nothing more is sent to it. Audited as ``actor``'s."""
+    with transaction.atomic(durable=True):
+        endpoint = webhook_endpoint_lock(endpoint_id=endpoint_id)
+        before = _endpoint_audited(endpoint)
+        endpoint.active = False
+        endpoint.deleted_at = timezone.now()
+        endpoint.save(update_fields=["active", "deleted_at"])
+        _endpoint_audit(actor=actor, action="webhook_endpoint.delete", endpoint=endpoint, before=before)
+
+
+def webhook_endpoint_secret_rotate(*, endpoint_id: int, actor: Any) -> WebhookEndpoint:
+    """Give an endpoint a new secret (the caller shows it once). The old one keeps signing, as a
+    second signature, for ``SECRET_ROTATION_OVERLAP``, so the merchant can switch without losing
+    a delivery. Rotating again within it drops the oldest."""
+    with transaction.atomic(durable=True):
+        endpoint = webhook_endpoint_lock(endpoint_id=endpoint_id)
+        endpoint.previous_secret = endpoint.secret
+        endpoint.previous_secret_expires_at = timezone.now() + SECRET_ROTATION_OVERLAP
+        endpoint.secret = webhook_secret_generate()
+        endpoint.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at"])
+        _endpoint_audit(
+            actor=actor, action="webhook_endpoint.rotate_secret", endpoint=endpoint, before=_endpoint_audited(endpoint)
+        )
+    return endpoint
+
+
+def webhook_endpoint_ping(*, endpoint_id: int) -> WebhookResponse:
+    """Send a signed ``ping`` event to an endpoint now (whatever its circuit says) and return its
+    answer; bounded by the attempt deadline. Nothing is recorded: it is a check, not a delivery."""
+    endpoint = webhook_endpoint_get(endpoint_id=endpoint_id)
+    now = timezone.now()
+    event_id = str(uuid.uuid4())
+    body = webhook_body(event_id=event_id, event_type=PING_EVENT_TYPE, created_at=now, sequence=None, data={})
+    headers = webhook_headers(
+        secrets=webhook_endpoint_signing_secrets(endpoint, now=now), message_id=event_id, timestamp=now, body=body
+    )
+    return webhook_post(url=endpoint.url, body=body, headers=headers)
 
 
 def webhook_url_refusal(url: str) -> str | None:
@@ -82,7 +217,12 @@ def _request_build(delivery: WebhookDelivery, *, now: datetime) -> _Request:
         sequence=event.sequence,
         data=event.payload,
     )
-    headers = webhook_headers(secret=delivery.endpoint.secret, message_id=message_id, timestamp=now, body=body)
+    headers = webhook_headers(
+        secrets=webhook_endpoint_signing_secrets(delivery.endpoint, now=now),
+        message_id=message_id,
+        timestamp=now,
+        body=body,
+    )
     return _Request(url=delivery.endpoint.url, body=body, headers=headers)
 
 

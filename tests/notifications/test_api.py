@@ -133,9 +133,9 @@ def test_deliveries_are_listed_with_status_response_code_and_attempts(staff_clie
     failed = staff_client.get(DELIVERIES, {"status": "failed"}).json()
 
     # then each shows its status, last response code and attempt count
-    assert every["count"] == 2
+    assert "count" not in every  # a cursor page: nothing is counted
     assert [d["id"] for d in every["results"]] == [failing.pk, ok.pk]
-    assert failed["count"] == 1
+    assert len(failed["results"]) == 1
     row = failed["results"][0]
     assert row["status"] == "failed"
     assert row["last_response_code"] == 503

@@ -197,11 +197,11 @@ def test_a_success_in_between_restarts_the_three_days(endpoint, webhook_receiver
 
 
 def test_staff_close_or_open_a_circuit_by_hand(endpoint):
-    opened = webhook_endpoint_circuit_set(endpoint_id=endpoint.pk, state="open")
+    opened = webhook_endpoint_circuit_set(endpoint_id=endpoint.pk, state="open", actor=None)
     assert opened.circuit_state == CircuitState.OPEN
     assert (opened.circuit_retry_at - timezone.now()).total_seconds() > 3500
 
-    closed = webhook_endpoint_circuit_set(endpoint_id=endpoint.pk, state="closed")
+    closed = webhook_endpoint_circuit_set(endpoint_id=endpoint.pk, state="closed", actor=None)
     assert (closed.circuit_state, closed.circuit_retry_at, closed.consecutive_failures) == ("closed", None, 0)
 
 

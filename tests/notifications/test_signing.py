@@ -25,7 +25,7 @@ def signed(secret: str, *, at: datetime | None = None) -> tuple[str, dict[str, s
         sequence=3,
         data=order_payload(status="paid"),
     )
-    return body, webhook_headers(secret=secret, message_id=EVENT_ID, timestamp=at or datetime.now(UTC), body=body)
+    return body, webhook_headers(secrets=[secret], message_id=EVENT_ID, timestamp=at or datetime.now(UTC), body=body)
 
 
 def test_a_generated_secret_is_whsec_and_base64_of_at_least_24_random_bytes():
