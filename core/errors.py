@@ -79,6 +79,13 @@ class NotFound(DomainError):
     code = "not_found"
 
 
+class RequestTooLarge(DomainError):
+    """A body over ``API_MAX_BODY_BYTES``: answered by core.middleware before any view runs."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "request_too_large"
+
+
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "A service this request needs is unavailable; try again shortly."

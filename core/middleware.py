@@ -13,7 +13,7 @@ from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from core.errors import error_body
+from core.errors import RequestTooLarge, error_body
 
 # DRF's TokenAuthentication keyword (and the one of tokens that also say "Bearer").
 TOKEN_SCHEMES = ("token ", "bearer ")
@@ -79,8 +79,8 @@ class HostileInputMiddleware:
             if length > settings.API_MAX_BODY_BYTES:
                 return _refusal(
                     request,
-                    413,
-                    "request_too_large",
+                    RequestTooLarge.status_code,
+                    RequestTooLarge.code,
                     f"Request bodies are limited to {settings.API_MAX_BODY_BYTES} bytes.",
                 )
         return self.get_response(request)

@@ -41,7 +41,7 @@ from drf_standardized_errors.openapi_serializers import (
 from inflection import camelize
 from rest_framework import serializers
 
-from core.errors import DomainError, ServiceUnavailable
+from core.errors import DomainError, RequestTooLarge, ServiceUnavailable
 from core.pagination import CursorPage
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -131,10 +131,17 @@ class ErrorResponse503Serializer(serializers.Serializer):
     errors = Error503Serializer(many=True)  # type: ignore[assignment]  # the answer's key, not Serializer.errors
 
 
+# Methods whose requests carry a body, which may be refused as too large (413).
+BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
 class AutoSchema(StandardizedErrorsAutoSchema):
     def _domain_error_codes(self) -> dict[str, list[str]]:
         view_method = getattr(self.view, self.method.lower(), None)
-        return domain_error_codes(getattr(view_method, _RAISES, ()))
+        errors = getattr(view_method, _RAISES, ())
+        if self.method in BODY_METHODS:  # every request body is bounded (core.middleware)
+            errors = (*errors, RequestTooLarge)
+        return domain_error_codes(errors)
 
     def _get_allowed_error_status_codes(self) -> list[str]:
         allowed = super()._get_allowed_error_status_codes()

@@ -196,3 +196,19 @@ def test_price_limits_hold_for_products(client_for, staff):
     )
 
     assert response.status_code == 400
+
+
+def test_the_schema_declares_the_413_of_every_operation_with_a_body():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    with_body = [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in ("post", "put", "patch")
+    ]
+
+    assert with_body
+    for path, method, operation in with_body:
+        assert "413" in operation["responses"], f"{method.upper()} {path}"
