@@ -133,58 +133,94 @@ def product_sale_changed(*, product_ids: Sequence[int]) -> None:
         stock_marks_write_on_commit(_marks(cursor.fetchall()))
 
 
+# The batch's products, locked in product-id order (``ORDER BY ... FOR NO KEY UPDATE`` locks
+# rows as the sort emits them): the lock order every stock change uses.
+_RESERVE_LOCK_SQL = """
+    SELECT id, available, active FROM inventory_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE
+"""
+
+# One statement for every product of the batch, still conditional: under the locks just taken it
+# always matches, and a row it does not match (a bug) makes the whole reservation fail.
 _RESERVE_SQL = f"""
     UPDATE inventory_product AS product
-    SET available = available - %s, updated_at = now(), stock_version = stock_version + 1
-    WHERE id = %s AND active AND available >= %s
+    SET available = product.available - taken.quantity, updated_at = now(),
+        stock_version = product.stock_version + 1
+    FROM unnest(%s::bigint[], %s::integer[]) AS taken(id, quantity)
+    WHERE product.id = taken.id AND product.active AND product.available >= taken.quantity
     RETURNING {MARK_COLUMNS}
 """  # noqa: S608
 
 
-def stock_reserve(*, order_id: int, lines: Sequence[tuple[int, int]]) -> None:
-    """Reserve ``quantity`` of each ``(product_id, quantity)`` for the order, all or nothing.
+def stock_reserve_many(*, orders: Sequence[tuple[int, Sequence[tuple[int, int]]]]) -> dict[int, list[LineShortfall]]:
+    """Reserve the stock of each ``(order_id, [(product_id, quantity), ...])``, each order all or
+    nothing, in the order given; returns the shortfalls of the orders that got nothing.
 
-    Call inside a transaction (a savepoint is enough): on :class:`StockUnavailable` the caller
-    rolls back, which undoes the decrements already made. Rows are updated in product-id order
-    so two reservations never wait on each other in a cycle (no deadlocks).
+    Call inside a transaction. Every product of the batch is locked first, in product-id order,
+    so two batches never wait on each other in a cycle; the orders are then decided against the
+    locked stock, and what they take is written in one conditional update and one insert of the
+    ledger (one row per order and product: the partial unique index refuses a second
+    reservation of an order, failing the whole transaction).
     """
     if not connection.in_atomic_block:
-        raise RuntimeError("stock_reserve must run inside a transaction")
-    shortfalls: list[LineShortfall] = []
-    reserved: list[tuple[int, int]] = []
-    marks: list[StockMark] = []
+        raise RuntimeError("stock_reserve_many must run inside a transaction")
+    product_ids = sorted({product_id for _, lines in orders for product_id, _ in lines})
     with connection.cursor() as cursor:
-        for product_id, quantity in sorted(lines):
-            cursor.execute(_RESERVE_SQL, [quantity, product_id, quantity])
-            if cursor.rowcount == 1:
-                reserved.append((product_id, quantity))
-                marks.extend(_marks(cursor.fetchall()))
-            else:
-                shortfalls.append(LineShortfall(product_id, quantity, InventoryErrorCode.INSUFFICIENT_STOCK))
+        cursor.execute(_RESERVE_LOCK_SQL, [product_ids])
+        stock = {pk: (available, active) for pk, available, active in cursor.fetchall()}
+    left = {pk: available for pk, (available, _) in stock.items()}
+    taken: dict[int, int] = defaultdict(int)
+    entries: list[StockLedgerEntry] = []
+    shortfalls: dict[int, list[LineShortfall]] = {}
+    for order_id, lines in orders:
+        wanted: dict[int, int] = defaultdict(int)
+        for product_id, quantity in lines:
+            wanted[product_id] += quantity
+        short = [
+            LineShortfall(
+                product_id,
+                quantity,
+                InventoryErrorCode.INSUFFICIENT_STOCK
+                if stock.get(product_id, (0, False))[1]
+                else InventoryErrorCode.PRODUCT_INACTIVE,
+            )
+            for product_id, quantity in sorted(wanted.items())
+            if not stock.get(product_id, (0, False))[1] or left[product_id] < quantity
+        ]
+        if short:
+            shortfalls[order_id] = short
+            continue
+        for product_id, quantity in sorted(wanted.items()):
+            left[product_id] -= quantity
+            taken[product_id] += quantity
+            entries.append(
+                StockLedgerEntry(
+                    product_id=product_id,
+                    kind=StockLedgerEntry.Kind.RESERVATION,
+                    delta=-quantity,
+                    order_id=order_id,
+                    reason="order reserved",
+                )
+            )
+    if taken:
+        ids = sorted(taken)
+        with connection.cursor() as cursor:
+            cursor.execute(_RESERVE_SQL, [ids, [taken[pk] for pk in ids]])
+            marks = _marks(cursor.fetchall())
+        if len(marks) != len(ids):
+            raise RuntimeError("a locked product changed during its reservation")
+        StockLedgerEntry.objects.bulk_create(entries)
+        stock_marks_write_on_commit(marks)
+    return shortfalls
+
+
+def stock_reserve(*, order_id: int, lines: Sequence[tuple[int, int]]) -> None:
+    """Reserve ``quantity`` of each ``(product_id, quantity)`` for the order, all or nothing
+    (:func:`stock_reserve_many` for one order). Call inside a transaction; raises
+    :class:`StockUnavailable`, having written nothing, if any line cannot be served.
+    """
+    shortfalls = stock_reserve_many(orders=[(order_id, lines)])
     if shortfalls:
-        inactive = set(
-            Product.objects.filter(pk__in=[s.product_id for s in shortfalls], active=False).values_list("pk", flat=True)
-        )
-        raise StockUnavailable(
-            [
-                LineShortfall(s.product_id, s.requested, InventoryErrorCode.PRODUCT_INACTIVE)
-                if s.product_id in inactive
-                else s
-                for s in shortfalls
-            ]
-        )
-    # The partial unique index makes a second reservation of the same order fail loudly.
-    StockLedgerEntry.objects.bulk_create(
-        StockLedgerEntry(
-            product_id=product_id,
-            kind=StockLedgerEntry.Kind.RESERVATION,
-            delta=-quantity,
-            order_id=order_id,
-            reason="order reserved",
-        )
-        for product_id, quantity in reserved
-    )
-    stock_marks_write_on_commit(marks)
+        raise StockUnavailable(shortfalls[order_id])
 
 
 # Claims change in one statement for any number of products, locked in product-id order like

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orders.models import Order
+from orders.models import Order, OrderStatus
 
 
 def order_lock(*, order_id: int) -> Order:
@@ -11,3 +11,18 @@ def order_lock(*, order_id: int) -> Order:
     Raises ``Order.DoesNotExist`` if there is no such order.
     """
     return Order.objects.select_for_update(of=("self",)).get(pk=order_id)
+
+
+def orders_lock_pending(*, exclude: int, limit: int) -> list[Order]:
+    """Lock up to ``limit`` pending orders other than ``exclude``, oldest first, skipping those
+    another transaction holds (never waiting). Call inside a transaction.
+
+    Served by the (status, created_at, id) index: it reads only pending orders however many
+    others there are.
+    """
+    return list(
+        Order.objects.select_for_update(of=("self",), skip_locked=True)
+        .filter(status=OrderStatus.PENDING)
+        .exclude(pk=exclude)
+        .order_by("created_at", "pk")[:limit]
+    )

@@ -124,9 +124,9 @@ def test_bulk_cancel_goes_through_the_service_and_reports_per_order(admin_client
 
 
 def test_retry_reservation_only_requeues_pending_orders(admin_client_):
-    pending = make_order(lines=[(make_product(), 1)])
     reserved = make_order(lines=[(make_product(), 1)])
     order_reserve(order_id=reserved.pk)
+    pending = make_order(lines=[(make_product(), 1)])  # placed after: not in the reservation's batch
 
     texts = admin_action(admin_client_, "/admin/orders/order/", "retry_reservation", [pending.pk, reserved.pk])
     assert f"Reservation queued again for order(s) {pending.pk}." in texts

@@ -76,8 +76,9 @@ def test_orders_transition_refuses_an_actor_the_state_table_does_not_name_and_ch
 def test_orders_transition_refuses_a_transition_from_the_wrong_status_for_the_whole_batch():
     # given one reserved and one pending order
     product = make_product(stock=10)
-    reserved, pending = make_order(lines=[(product, 1)]), make_order(lines=[(product, 1)])
+    reserved = make_order(lines=[(product, 1)])
     order_reserve(order_id=reserved.pk)
+    pending = make_order(lines=[(product, 1)])  # placed after: not in the reservation's batch
 
     # when both are expired together
     with pytest.raises(InvalidTransition), transaction.atomic():
