@@ -1,6 +1,6 @@
 """Run every benchmark against the system under production settings and print one table.
 
-    bash scripts/bench.sh [--quick] [--runs 3] [--only create,read,refusal,...]
+    bash scripts/bench.sh [--quick] [--runs 3] [--only create,read,refusal,...,webhooks]
 
 (``scripts/bench.sh`` installs wrk if it is missing, makes the services ready, then runs
 ``python -m bench`` with the same arguments.) Brings up gunicorn (``--web-workers``, default
@@ -33,7 +33,7 @@ from typing import Any
 from bench import system
 from bench.load import LoadResult, run_wrk
 
-BENCHMARKS = ("create", "read", "refusal", "pipeline", "flash", "memory", "expiry", "growth")
+BENCHMARKS = ("create", "read", "refusal", "pipeline", "flash", "memory", "expiry", "webhooks", "growth")
 # The growth benchmark loads millions of orders (about 12 GB of tables at 10 million):
 # it runs when asked for (--only growth), not by default.
 DEFAULT_BENCHMARKS = tuple(name for name in BENCHMARKS if name != "growth")
@@ -468,10 +468,37 @@ class Bench:
             began = time.perf_counter()
             self.bench_expiry()
             print(f"[bench] expiry done in {time.perf_counter() - began:.0f} s", flush=True)
+        if "webhooks" in wanted:
+            began = time.perf_counter()
+            self.bench_webhooks()
+            print(f"[bench] webhooks done in {time.perf_counter() - began:.0f} s", flush=True)
         if "growth" in wanted:
             began = time.perf_counter()
             self.bench_growth()
             print(f"[bench] growth done in {time.perf_counter() - began:.0f} s", flush=True)
+
+    def bench_webhooks(self) -> None:
+        from bench import webhooks
+
+        figures = webhooks.run(
+            deliveries=self.args.webhook_deliveries, runs=self.args.runs, concurrency=self.args.worker_concurrency
+        )
+        healthy = [r.rate for r in figures.healthy]
+        hostile = [r.rate for r in figures.hostile]
+        self.rows.append(
+            Row(
+                name=f"webhooks: {figures.healthy[0].deliveries:,} deliveries to {webhooks.ENDPOINTS} local endpoints",
+                result=f"{spread(healthy)} deliveries/s; with one endpoint hanging and one answering 500, "
+                f"the healthy ones {spread(hostile)}/s ({figures.ratio:.0%}); "
+                f"in sequence: {'yes' if figures.in_sequence else 'no'}",
+                framework="-",
+                bare="-",
+                framework_ratio="-",
+                bare_ratio="-",
+                target=f">= {webhooks.GOAL:.0%} of the healthy rate kept; every order's events in sequence",
+                met=figures.ratio >= webhooks.GOAL and figures.in_sequence,
+            )
+        )
 
     def bench_growth(self) -> None:
         from bench import growth
@@ -586,6 +613,7 @@ def main() -> None:
     parser.add_argument("--flash-connections", type=int, default=256)
     parser.add_argument("--flash-window", type=float, default=60, help="seconds in which every attempt is answered")
     parser.add_argument("--expiry-orders", type=int, default=20_000)
+    parser.add_argument("--webhook-deliveries", type=int, default=10_000)
     parser.add_argument("--growth-sizes", default="1000000,10000000", help="orders, comma separated")
     parser.add_argument("--keep-growth-data", action="store_true", help="leave the growth data in orders_bench")
     parser.add_argument("--profile", metavar="DIR", help="record web and worker with py-spy during our runs, into DIR")
@@ -593,6 +621,7 @@ def main() -> None:
     if args.quick:
         args.runs, args.duration = 1, 8
         args.pipeline_orders, args.flash_attempts, args.flash_stock, args.expiry_orders = 2_000, 5_000, 100, 5_000
+        args.webhook_deliveries = 1_000
         # A tenth of the sale in a tenth of the time, over a quarter of the connections.
         args.flash_connections, args.flash_window = 64, 6
         args.growth_sizes = "50000"

@@ -47,6 +47,8 @@ def prepare_environment() -> None:
     os.environ["ORDER_CREATE_RATE"] = ""
     # The worker really sends the order e-mails, to a backend that drops them (no SMTP server here).
     os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.dummy.EmailBackend"
+    # The webhook benchmark's merchant endpoints listen on loopback (config/settings/bench.py).
+    os.environ["BENCH_WEBHOOKS_TO_LOOPBACK"] = "true"
     # The admin's pages (measured by the growth benchmark) need the collected static files' manifest.
     os.environ["DJANGO_STATIC_ROOT"] = str(LOG_DIR / "static")
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"

@@ -12,6 +12,7 @@ Host and TLS server name). Proxies from the environment are ignored: they would 
 
 from __future__ import annotations
 
+import functools
 import ssl
 import time
 from collections.abc import Iterable, Mapping
@@ -112,15 +113,20 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying context per process (certifi's certificates): building one reads the whole
+    bundle, about 15 ms of CPU, too much to spend on every attempt. Contexts are safe to share."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class _DeadlineTransport(httpx.HTTPTransport):
     """httpx's transport over ``_DeadlineBackend``; no proxy, no retries, certificates from certifi."""
 
     def __init__(self, deadline: float) -> None:
-        super().__init__(trust_env=False)
-        # httpx takes no network backend: its connection pool is replaced by one that has ours.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), network_backend=_DeadlineBackend(deadline)
-        )
+        # httpx takes no network backend: its transport is given a connection pool that has ours
+        # (its own __init__ would only build a pool, and an SSL context, to be thrown away).
+        self._pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=_DeadlineBackend(deadline))
 
 
 def _read_bounded(response: httpx.Response) -> bytes:
