@@ -115,3 +115,14 @@ def test_the_client_address_trusts_only_the_proxies_configured(proxies, forwarde
 
     with override_settings(TRUSTED_PROXY_COUNT=proxies):
         assert client_ip_address(request) == expected
+
+
+def test_failed_logins_are_recorded_without_the_password_tried(alice):
+    from axes.models import AccessAttempt
+
+    Client(REMOTE_ADDR="203.0.113.9").post("/admin/login/", {"username": "alice", "password": "guess-one-secret"})
+    api_login("alice", "guess-two-secret")
+
+    recorded = " ".join(f"{a.get_data} {a.post_data} {a.username}" for a in AccessAttempt.objects.all())
+    assert "alice" in recorded
+    assert "guess-one-secret" not in recorded and "guess-two-secret" not in recorded
