@@ -40,6 +40,9 @@ FLOW_WORKER_ENV = {
     "WEBHOOK_DEADLINE_SECONDS": "2",
     "NOTIFY_SEND_SOFT_TIME_LIMIT_SECONDS": "6",
     "NOTIFY_SEND_TIME_LIMIT_SECONDS": "8",
+    # An open circuit probes after 2 s, then 4 s (the default threshold of 5 failures stays).
+    "WEBHOOK_CIRCUIT_COOLDOWN_SECONDS": "2",
+    "WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS": "4",
     "TEST_CELERY_IMPORTS": "tests.flows.poison_tasks",
     "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
 }
