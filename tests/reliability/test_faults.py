@@ -254,7 +254,7 @@ def test_an_order_the_broker_refuses_stays_in_the_outbox_until_the_broker_takes_
     for worker in stack.workers:
         worker.stop()
     others = Worker(stack.env, log_dir=stack.logs, name="no-inventory")
-    others.argv += ["-Q", "orders,notifications"]
+    others.argv += ["-Q", "orders,email,webhooks"]
     others.start()
     stack.rabbitmq.ctl("set_policy", "-p", VHOST, "--apply-to", "queues", "refuse", "^inventory$", REFUSE_WHEN_FULL)
     try:
