@@ -68,6 +68,19 @@ def send_lock(*, kind: str, object_id: int) -> Iterator[bool]:
                 logger.warning("Could not release the send lease of %s %s", kind, object_id, exc_info=True)
 
 
+@contextmanager
+def endpoint_slot(*, endpoint_id: int, slots: int) -> Iterator[bool]:
+    """Try to take one of an endpoint's ``slots`` send slots (leases like ``send_lock``'s, so
+    one left by a killed worker expires); yields whether one was taken (no waiting). Bounds how
+    many worker processes one endpoint can hold at once, however slowly it answers."""
+    for slot in range(slots):
+        with send_lock(kind=f"webhook_endpoint_slot_{slot}", object_id=endpoint_id) as acquired:
+            if acquired:
+                yield True
+                return
+    yield False
+
+
 def webhook_delivery_lock(*, delivery_id: int) -> WebhookDelivery:
     """Lock one delivery row (with its event and endpoint read along). Call inside a transaction."""
     return (

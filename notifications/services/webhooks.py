@@ -19,7 +19,7 @@ from core.audit import audit_record
 from core.log_context import log_context_bind_order
 from notifications.attempts import Channel, Outcome, SendResult, attempt_settle, busy_result
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
-from notifications.lock_objects import send_lock, webhook_endpoint_lock
+from notifications.lock_objects import endpoint_slot, send_lock, webhook_endpoint_lock
 from notifications.models import (
     PING_EVENT_TYPE,
     CircuitState,
@@ -38,6 +38,8 @@ from notifications.webhook_client import WebhookResponse, webhook_post
 logger = logging.getLogger(__name__)
 
 SEND_LOCK_KIND = "webhook_delivery"
+# How soon a delivery looks again when its endpoint's send slots are all taken.
+SLOT_WAIT_SECONDS = 2
 # How long a rotated-out secret keeps signing, beside the new one.
 SECRET_ROTATION_OVERLAP = timedelta(hours=24)
 # How soon a delivery that waits for an earlier one looks again when that one has no attempt
@@ -247,17 +249,26 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
         blocking = webhook_delivery_blocking(delivery=delivery)
         if blocking is not None:
             return _wait_for(delivery, blocking=blocking)
-        admission = circuit_admit(endpoint_id=delivery.endpoint_id, now=timezone.now())
-        if admission.wait_seconds is not None:
-            return _wait(delivery, reason=admission.reason, seconds=admission.wait_seconds)
-        attempted_at = timezone.now()
-        request = _request_build(delivery, now=attempted_at)
-        response = webhook_post(url=request.url, body=request.body, headers=request.headers)
-        with transaction.atomic(durable=True):
-            open_until = circuit_record(endpoint_id=delivery.endpoint_id, verdict=response.verdict, now=timezone.now())
-            return _attempt_record(
-                delivery, attempt=attempt, attempted_at=attempted_at, response=response, circuit_open_until=open_until
-            )
+        with endpoint_slot(endpoint_id=delivery.endpoint_id, slots=settings.WEBHOOK_ENDPOINT_CONCURRENCY) as slot:
+            if not slot:
+                reason = f"all {settings.WEBHOOK_ENDPOINT_CONCURRENCY} of the endpoint's send slots are in use"
+                return _wait(delivery, reason=reason, seconds=SLOT_WAIT_SECONDS)
+            admission = circuit_admit(endpoint_id=delivery.endpoint_id, now=timezone.now())
+            if admission.wait_seconds is not None:
+                return _wait(delivery, reason=admission.reason, seconds=admission.wait_seconds)
+            attempted_at = timezone.now()
+            request = _request_build(delivery, now=attempted_at)
+            response = webhook_post(url=request.url, body=request.body, headers=request.headers)
+            with transaction.atomic(durable=True):
+                now = timezone.now()
+                open_until = circuit_record(endpoint_id=delivery.endpoint_id, verdict=response.verdict, now=now)
+                return _attempt_record(
+                    delivery,
+                    attempt=attempt,
+                    attempted_at=attempted_at,
+                    response=response,
+                    circuit_open_until=open_until,
+                )
 
 
 def _wait_for(delivery: WebhookDelivery, *, blocking: WebhookDelivery | NotificationEvent) -> SendResult:

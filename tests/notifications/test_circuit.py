@@ -11,6 +11,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from core.models import OutboxMessage
+from notifications.lock_objects import endpoint_slot
 from notifications.metrics import WebhookCircuitCollector
 from notifications.models import CircuitState, WebhookDelivery, WebhookEndpoint
 from notifications.services import Outcome, webhook_delivery_send
@@ -215,3 +216,25 @@ def test_the_gauge_counts_endpoints_by_state_without_their_ids():
     samples = {sample.labels["state"]: sample.value for sample in family.samples}
     assert samples == {"closed": 2, "open": 1, "half_open": 0, "inactive": 1}
     assert all(set(sample.labels) == {"state"} for sample in family.samples)
+
+
+def test_an_endpoint_holds_at_most_its_send_slots_and_a_delivery_beyond_them_waits_unsent(
+    endpoint, webhook_receiver, settings
+):
+    # given an endpoint whose two send slots are both held (two attempts in flight elsewhere)
+    settings.WEBHOOK_ENDPOINT_CONCURRENCY = 2
+    first, second = deliveries(endpoint, 2)
+    with endpoint_slot(endpoint_id=endpoint.pk, slots=2) as one, endpoint_slot(endpoint_id=endpoint.pk, slots=2) as two:
+        assert one and two
+        # when a third delivery is due
+        result = webhook_delivery_send(delivery_id=first.pk, attempt=1)
+
+        # then it waits, unsent, spending no attempt
+        assert result.outcome is Outcome.WAIT
+        assert "send slots are in use" in result.detail
+        assert webhook_receiver.requests == []
+        assert WebhookDelivery.objects.get(pk=first.pk).attempt_count == 0
+
+    # and once a slot is free it goes
+    assert webhook_delivery_send(delivery_id=first.pk, attempt=1).outcome is Outcome.SENT
+    assert webhook_delivery_send(delivery_id=second.pk, attempt=1).outcome is Outcome.SENT
