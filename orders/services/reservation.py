@@ -5,6 +5,7 @@ import logging
 from django.db import transaction
 from django.db.models import prefetch_related_objects
 
+from core.log_context import log_context_bind_order
 from core.outbox import outbox_enqueue
 from inventory.services import stock_reserve_many
 from orders.lock_objects import order_lock, orders_lock_pending
@@ -65,7 +66,10 @@ def order_reserve(*, order_id: int) -> str:
             )
         for worked in batch:
             reservation_count(str(worked.status))
-        logger.info("Order %s %s (%d in the batch)", order.pk, order.status, len(batch))
+            # One line per order, naming it, under the request and task that decided it.
+            log_context_bind_order(worked.pk)
+            logger.info("Order %s %s", worked.pk, worked.status, extra={"batch": len(batch)})
+        log_context_bind_order(order.pk)
         return str(order.status)
 
 

@@ -109,7 +109,8 @@ def test_task_metrics_survive_their_pool_processes_and_task_logs_carry_the_reque
 
     # when four orders of one unit are placed (the first with a request id of its own), one unit
     # is written off before any is reserved, and then a worker starts whose pool replaces each
-    # process after one task, logging JSON lines
+    # process after one task, logging JSON lines (one process at a time, so the first order's
+    # task is the one that reserves the four as a batch)
     responses = [
         client.post(
             "/orders/", json={"items": [{"sku": "MET-TASK", "quantity": 1}]}, headers={"X-Request-ID": request_id}
@@ -120,7 +121,7 @@ def test_task_metrics_survive_their_pool_processes_and_task_logs_carry_the_reque
     assert [r.status_code for r in responses] == [202] * 4
     stock_adjust(product=product, delta=-1, reason="damaged")
     worker = process_factory.worker(
-        name="metrics", concurrency=2, args=["--max-tasks-per-child", "1"], env={"LOG_FORMAT": "json"}
+        name="metrics", concurrency=1, args=["--max-tasks-per-child", "1"], env={"LOG_FORMAT": "json"}
     )
     order_id = responses[0].json()["id"]
 
