@@ -1,11 +1,12 @@
 """The transactional outbox: tasks are recorded with the business change, published after.
 
 ``outbox_enqueue`` (``outbox_enqueue_many`` for several) is the one way the system enqueues a
-task. Call it inside the transaction that makes the change the task follows up on: the row
-commits (or rolls back) with it, so an accepted change is never without its follow-up and no
-message leaves before commit. After commit the message is published at once with broker
-confirms; whatever that misses (a broker outage, a crash) the relay publishes later. Consumers
-must therefore be idempotent.
+task; a use case that writes its change in one statement embeds the row's ``INSERT`` in it
+instead (``outbox_row_insert``, then ``outbox_row_written``). Either way the row is written in
+the transaction that makes the change the task follows up on: it commits (or rolls back) with
+it, so an accepted change is never without its follow-up and no message leaves before commit.
+After commit the message is published at once with broker confirms; whatever that misses (a
+broker outage, a crash) the relay publishes later. Consumers must therefore be idempotent.
 """
 
 from __future__ import annotations
@@ -90,6 +91,63 @@ def outbox_enqueue(*, task_name: str, args: list[Any], kwargs: dict[str, Any] | 
     """Record one task to run after the current transaction commits. Call inside that transaction."""
     (message_id,) = outbox_enqueue_many([OutboxTask(task_name, args, kwargs or {})])
     return message_id
+
+
+# One outbox row inserted by a caller's own statement, as one of its data-modifying CTEs, for a
+# use case that writes its change and the change's follow-up in a single statement (order
+# placement). ``{args}`` is the caller's SQL expression for the task's arguments (its new row's
+# id, say) and ``{source}`` the CTE it selects from: no row there, no outbox row.
+_ROW_INSERT_SQL = f"""
+    INSERT INTO {OutboxMessage._meta.db_table}
+        (id, task_name, args, kwargs, request_id, traceparent, created_at, attempts, last_error)
+    SELECT %(outbox_id)s, %(outbox_task_name)s, {{args}}, jsonb_build_object(), %(outbox_request_id)s,
+        %(outbox_traceparent)s, %(outbox_created_at)s, 0, ''
+    FROM {{source}}
+"""  # noqa: S608 - the table name is the model's; the caller's expressions are its own constants
+
+
+@dataclass(frozen=True)
+class OutboxRowInsert:
+    """An outbox row's ``INSERT``, to embed in a caller's statement (:func:`outbox_row_insert`)."""
+
+    sql: str
+    params: dict[str, Any]
+    message: OutboxMessage  # the row as written, but for its args: ``outbox_row_written`` fills them in
+
+
+def outbox_row_insert(*, task_name: str, args_sql: str, source: str) -> OutboxRowInsert:
+    """The ``INSERT ... SELECT ... FROM source`` of one outbox row, for a statement of the caller's.
+
+    The caller embeds ``sql`` (a data-modifying CTE) and ``params`` (named) in one statement with
+    the change the task follows up on, so both commit or neither does; once that statement has
+    run, it calls :func:`outbox_row_written` in the same transaction (or at once, if the statement
+    was its own transaction).
+    """
+    message = OutboxMessage(
+        id=uuid.uuid4(),
+        task_name=task_name,
+        request_id=get_guid() or "",
+        traceparent=traceparent_current(),
+        created_at=timezone.now(),
+    )
+    params = {
+        "outbox_id": message.id,
+        "outbox_task_name": message.task_name,
+        "outbox_request_id": message.request_id,
+        "outbox_traceparent": message.traceparent,
+        "outbox_created_at": message.created_at,
+    }
+    return OutboxRowInsert(_ROW_INSERT_SQL.format(args=args_sql, source=source), params, message)
+
+
+def outbox_row_written(row: OutboxRowInsert, *, args: list[Any]) -> None:
+    """Publish the row a caller's statement wrote (``args``: what its ``args_sql`` gave) after commit.
+
+    Call right after the statement: inside its transaction, or with none open, when the statement
+    was its own transaction and has committed (the publish then happens at once).
+    """
+    row.message.args = args
+    transaction.on_commit(functools.partial(_publish_after_commit, [row.message]))
 
 
 class PublishNotConfirmed(Exception):

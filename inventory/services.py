@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
@@ -223,9 +224,10 @@ def stock_reserve(*, order_id: int, lines: Sequence[tuple[int, int]]) -> None:
         raise StockUnavailable(shortfalls[order_id])
 
 
-# Claims change in one statement for any number of products, locked in product-id order like
-# every stock change. A claim never goes below zero: an order placed before claims were kept
-# gives back nothing it did not take.
+# Claims given back in one statement for any number of products, locked in product-id order like
+# every stock change (claims are taken by the statement that places the order: ``stock_claim_ctes``).
+# A claim never goes below zero: an order placed before claims were kept gives back nothing it
+# did not take.
 _CLAIMS_SQL = f"""
     WITH locked AS MATERIALIZED (
         SELECT id FROM inventory_product WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE
@@ -240,7 +242,7 @@ _CLAIMS_SQL = f"""
 
 def _claims_change(lines: Sequence[tuple[int, int]], sign: int) -> None:
     if not connection.in_atomic_block:
-        raise RuntimeError("stock_claim and stock_unclaim must run inside a transaction")
+        raise RuntimeError("stock_unclaim must run inside a transaction")
     totals: dict[int, int] = defaultdict(int)
     for product_id, quantity in lines:
         totals[product_id] += sign * quantity
@@ -251,14 +253,74 @@ def _claims_change(lines: Sequence[tuple[int, int]], sign: int) -> None:
             stock_marks_write_on_commit(_marks(cursor.fetchall()))
 
 
-def stock_claim(*, lines: Sequence[tuple[int, int]]) -> None:
-    """Count ``quantity`` of each ``(product_id, quantity)`` as asked for by an accepted order."""
-    _claims_change(lines, +1)
-
-
 def stock_unclaim(*, lines: Sequence[tuple[int, int]]) -> None:
     """Give back the claims of an order leaving ``pending`` (reserved, rejected or cancelled)."""
     _claims_change(lines, -1)
+
+
+# An order's claims, taken by the statement that places it (orders/services/placement.py): CTEs
+# to embed in that statement, which writes the order only if they claimed every line. The
+# products are locked first, in product-id order (the lock order of every stock change); a row
+# locked after a concurrent change is read as that change left it, and nothing changes it until
+# commit, so ``claim_check`` (the claim's condition: the unclaimed stock, ``available - claimed``,
+# of every line's product serves it) decides for the whole order: every line or none is claimed.
+# ``{condition}`` is the caller's own (an SQL boolean over its CTEs): false, nothing is claimed.
+_CLAIM_CTES = f"""
+    claim_wanted (id, quantity) AS (
+        SELECT * FROM unnest(%(claim_ids)s::bigint[], %(claim_quantities)s::integer[])
+    ),
+    claim_locked (id, stock_version, sku, currency, active, free, servable) AS MATERIALIZED (
+        SELECT {MARK_COLUMNS}, product.available - product.claimed >= claim_wanted.quantity
+        FROM inventory_product AS product JOIN claim_wanted ON claim_wanted.id = product.id
+        ORDER BY product.id FOR NO KEY UPDATE OF product
+    ),
+    claim_check AS (
+        SELECT count(*) = %(claim_lines)s AND coalesce(bool_and(servable), FALSE) AS servable FROM claim_locked
+    ),
+    claims AS (
+        UPDATE inventory_product AS product
+        SET claimed = product.claimed + claim_wanted.quantity, stock_version = product.stock_version + 1
+        FROM claim_wanted
+        WHERE product.id = claim_wanted.id AND product.id IN (SELECT id FROM claim_locked)
+            AND (SELECT servable FROM claim_check) AND ({{condition}})
+        RETURNING {MARK_COLUMNS}
+    )
+"""  # noqa: S608
+
+
+@dataclass(frozen=True)
+class ClaimCtes:
+    """The claim's CTEs for a caller's statement (:func:`stock_claim_ctes`)."""
+
+    sql: str
+    params: dict[str, Any]
+
+
+def stock_claim_ctes(*, lines: Sequence[tuple[int, int]], condition: str = "TRUE") -> ClaimCtes:
+    """CTEs that claim ``quantity`` of each ``(product_id, quantity)`` (distinct products), all or
+    nothing, only from unclaimed stock (``available - claimed``), and only if ``condition`` holds.
+
+    Embed ``sql`` in the ``WITH`` of one statement with the change the claim belongs to, with
+    ``params`` among its named parameters. Its CTEs: ``claims`` (the claimed products' marks,
+    ``MARK_COLUMNS``; empty if refused) and ``claim_locked`` (every product's mark as locked, and
+    ``servable``: whether its unclaimed stock serves its line). Pass the statement's rows of
+    either to :func:`stock_claim_marks_write`.
+    """
+    ordered = sorted(lines)
+    return ClaimCtes(
+        _CLAIM_CTES.format(condition=condition),
+        {
+            "claim_ids": [product_id for product_id, _ in ordered],
+            "claim_quantities": [quantity for _, quantity in ordered],
+            "claim_lines": len(ordered),
+        },
+    )
+
+
+def stock_claim_marks_write(rows: Sequence[Sequence[object]]) -> None:
+    """Store the marks (``MARK_COLUMNS`` rows) a claiming statement returned, on commit (at once
+    if the statement was its own transaction)."""
+    stock_marks_write_on_commit(_marks(rows))
 
 
 _RELEASE_LEDGER_SQL = """

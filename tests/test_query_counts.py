@@ -9,6 +9,7 @@ publishing is switched off outside flow tests, so its one ``UPDATE`` is not coun
 from __future__ import annotations
 
 import pytest
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from notifications.models import WebhookDelivery
@@ -38,9 +39,23 @@ def test_order_create(django_assert_num_queries, size, client_for):
     WebhookEndpointFactory.create_batch(size)
     items = [{"sku": make_product(stock=10).sku, "quantity": 1} for _ in range(size)]
 
-    # token+user, products, order, lines, event, outbox (the reservation task), claims; the
-    # order is announced to e-mail and webhooks by the worker's reservation
-    with django_assert_num_queries(7):
+    # token+user, products, then one statement (its own transaction): the claims, the order, its
+    # lines, its event and its outbox row (the reservation task); the order is announced to
+    # e-mail and webhooks by the worker's reservation
+    with django_assert_num_queries(3):
+        response = client.post("/api/v1/orders/", {"items": items}, format="json")
+    assert response.status_code == 202, response.content
+
+
+@override_settings(ORDER_MAX_OPEN_PER_CUSTOMER=20)  # production's default
+def test_order_create_under_the_open_order_cap(django_assert_num_queries, client_for):
+    customer = UserFactory()
+    client = client_for(customer)
+    items = [{"sku": make_product(stock=10).sku, "quantity": 1}]
+
+    # token+user, products, the customer's row lock, the placing statement (which counts the
+    # open orders too); in production BEGIN and COMMIT around the last two
+    with django_assert_num_queries(4):
         response = client.post("/api/v1/orders/", {"items": items}, format="json")
     assert response.status_code == 202, response.content
 
@@ -52,11 +67,11 @@ def test_order_create_with_an_idempotency_key(django_assert_num_queries, client_
     WebhookEndpointFactory.create()
     items = [{"sku": make_product(stock=10).sku, "quantity": 1}]
 
-    # token+user, begin, advisory lock, stored key, products, order, lines, event, outbox,
-    # claims, key, commit: placement joins the key's transaction without a savepoint (sold-out
+    # token+user, begin, advisory lock, stored key, products, the placing statement (claims,
+    # order, lines, event, outbox), key, commit: placement joins the key's transaction (sold-out
     # refusals of earlier tests, counted in memory, are added up first if they are due)
     activity_flush_if_due()
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(8):
         response = client.post("/api/v1/orders/", {"items": items}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert response.status_code == 202, response.content
 

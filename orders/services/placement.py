@@ -9,13 +9,13 @@ from typing import NoReturn
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 
 from core.errors import Conflict, FieldError, InvalidFields
-from core.outbox import outbox_enqueue
+from core.outbox import outbox_row_insert, outbox_row_written
 from inventory.models import Product
 from inventory.selectors import products_by_sku
-from inventory.services import stock_claim
+from inventory.services import stock_claim_ctes, stock_claim_marks_write
 from inventory.stock_marks import StockMark, stock_marks_read, stock_marks_write_on_commit
 from orders.activity import activity_sold_out_count
 from orders.error_codes import OrderErrorCode
@@ -34,24 +34,6 @@ MAX_TOTAL = Decimal("999999999999.99")
 
 class TooManyOpenOrders(Conflict):
     code = OrderErrorCode.TOO_MANY_OPEN_ORDERS
-
-
-def _open_orders_at_cap(*, customer: User) -> int | None:
-    """The cap (``ORDER_MAX_OPEN_PER_CUSTOMER``) if ``customer`` already has that many pending or
-    reserved orders, else None.
-
-    Call inside the placing transaction: the customer's row lock makes concurrent orders of one
-    customer count one after the other, so the cap holds under any concurrency. Reads at most the
-    cap's number of index entries (the customer's orders of one status, orders/models.py).
-    """
-    cap = settings.ORDER_MAX_OPEN_PER_CUSTOMER
-    if cap is None:
-        return None
-    User.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True).get()
-    open_orders = Order.objects.filter(
-        customer=customer, status__in=[OrderStatus.PENDING, OrderStatus.RESERVED]
-    ).values_list("pk", flat=True)[:cap]
-    return cap if len(open_orders) >= cap else None
 
 
 @dataclass(frozen=True)
@@ -122,7 +104,8 @@ def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]
     Refused, with nothing written: a line whose SKU is unknown, inactive or repeated, or items
     in several currencies (:class:`InvalidFields`, per line); no ``email`` and none on the
     account; an order the stock less the claims of pending orders cannot serve in full
-    (:class:`SoldOut`: a snapshot, the reservation alone decides); a customer who already has
+    (:class:`SoldOut`: decided under the products' row locks by the claim, which takes only
+    unclaimed stock; the reservation takes the stock itself later); a customer who already has
     ``ORDER_MAX_OPEN_PER_CUSTOMER`` pending or reserved orders (:class:`TooManyOpenOrders`). Quantities (1 to 1000) and
     the number of lines (1 to 100) are the caller's to check: they are the input's shape.
 
@@ -149,47 +132,159 @@ def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]
     if total > MAX_TOTAL:
         message = "The order's total is too large; split it into several orders."
         raise InvalidFields([FieldError("items", OrderErrorCode.TOTAL_TOO_LARGE, message)])
-    # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):
-    # nothing catches a failure here to carry on, so the savepoint would cost two statements.
-    with transaction.atomic(savepoint=False):
-        cap = _open_orders_at_cap(customer=customer)
-        order = (
-            None
-            if cap is not None
-            else _order_write(customer=customer, email=email, items=items, products=products, total=total)
-        )
-    # Raised once the transaction is over (it wrote nothing): raised inside it, with no savepoint,
-    # it would break a caller's enclosing transaction.
-    if order is None:
+    cap = settings.ORDER_MAX_OPEN_PER_CUSTOMER
+    if cap is None:
+        # One statement is its own transaction (or joins the Idempotency-Key's): no BEGIN and
+        # COMMIT around it, two round trips fewer.
+        placed = _order_write(customer=customer, email=email, items=items, products=products, total=total, cap=None)
+    else:
+        # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):
+        # nothing catches a failure here to carry on, so the savepoint would cost two statements.
+        with transaction.atomic(savepoint=False):
+            # The customer's row lock makes concurrent orders of one customer count their open
+            # orders one after the other, so the cap holds under any concurrency. Taken in a
+            # statement of its own: the placing statement's snapshot, taken after it, then sees
+            # the orders of whoever held the lock before.
+            User.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True).get()
+            placed = _order_write(customer=customer, email=email, items=items, products=products, total=total, cap=cap)
+    # Refusals are raised once the statement is over (it wrote nothing): raised inside the
+    # transaction, with no savepoint, they would break a caller's enclosing transaction.
+    if isinstance(placed, _Refused):
+        if placed.short:
+            _refuse_sold_out(placed.short)
+        if placed.gone:  # a product went away since it was read: it is not for sale
+            _refuse_sold_out([p.sku for p in products])
         raise TooManyOpenOrders(
             f"You already have {cap} orders waiting for reservation or payment; pay or cancel one first."
         )
-    return order
+    order_created_count()
+    return placed
+
+
+@dataclass(frozen=True)
+class _Refused:
+    short: list[str]  # the SKUs whose unclaimed stock cannot serve their line
+    gone: bool  # some product no longer exists; neither: the open-order cap refused
+
+
+# Placing an order is one statement: the stock claims (inventory's CTEs, all or nothing, locked
+# in product-id order), then, only if every line was claimed, the order, its lines, its first
+# event and its reservation task's outbox row. An order and its outbox row therefore commit
+# together, and a refused order writes nothing. ``placement_allowed`` is the open-order cap,
+# counted after the customer's row lock (its own statement, before this one) and over at most
+# the cap's number of index entries (the customer's orders of one status, orders/models.py).
+# The answer: one row per product, with its stock mark as the statement left it and whether its
+# unclaimed stock serves its line; placed, with the new order's id and the line's.
+_PLACE_SQL = f"""
+    WITH placement_allowed AS (SELECT {{allowed}} AS allowed),
+    {{claim_ctes}},
+    new_order AS (
+        INSERT INTO {Order._meta.db_table} (customer_id, email, status, currency, total, created_at, updated_at)
+        SELECT %(customer_id)s, %(email)s, %(status)s, %(currency)s, %(total)s, %(created_at)s, %(created_at)s
+        WHERE (SELECT count(*) FROM claims) = %(claim_lines)s
+        RETURNING id
+    ),
+    new_lines AS (
+        INSERT INTO {OrderLine._meta.db_table} (order_id, product_id, sku, name, unit_price, quantity)
+        SELECT new_order.id, line.product_id, line.sku, line.name, line.unit_price, line.quantity
+        FROM new_order, unnest(
+            %(line_products)s::bigint[], %(line_skus)s::text[], %(line_names)s::text[],
+            %(line_prices)s::numeric[], %(line_quantities)s::integer[]
+        ) WITH ORDINALITY AS line(product_id, sku, name, unit_price, quantity, position)
+        ORDER BY line.position
+        RETURNING id, product_id
+    ),
+    new_event AS (
+        INSERT INTO {OrderEvent._meta.db_table}
+            (order_id, kind, from_status, to_status, actor, actor_user_id, reason, data, created_at)
+        SELECT new_order.id, %(event_kind)s, '', %(status)s, %(event_actor)s, %(customer_id)s, %(event_reason)s,
+            jsonb_build_object(), %(created_at)s
+        FROM new_order
+    ),
+    new_task AS ({{outbox_insert}})
+    SELECT new_order.id, new_lines.id, TRUE, claims.*
+    FROM claims JOIN new_lines ON new_lines.product_id = claims.id CROSS JOIN new_order
+    UNION ALL
+    SELECT NULL, NULL, servable, id, stock_version, sku, currency, active, free
+    FROM claim_locked WHERE NOT EXISTS (SELECT FROM claims)
+"""  # noqa: S608 - the table names are the models'; every value is a parameter
+
+_OPEN_ORDERS_UNDER_CAP = f"""(
+    SELECT count(*) < %(cap)s FROM (
+        SELECT 1 FROM {Order._meta.db_table}
+        WHERE customer_id = %(customer_id)s AND status IN (%(pending)s, %(reserved)s) LIMIT %(cap)s
+    ) AS open_order
+)"""  # noqa: S608
 
 
 def _order_write(
-    *, customer: User, email: str, items: Sequence[OrderItem], products: list[Product], total: Decimal
-) -> Order:
-    """The order, its lines, first event, reservation task and stock claims; call in the placing transaction."""
-    order = Order.objects.create(customer=customer, email=email, currency=products[0].currency, total=total)
-    lines = OrderLine.objects.bulk_create(
-        OrderLine(order=order, product=p, sku=p.sku, name=p.name, unit_price=p.price, quantity=item.quantity)
-        for p, item in zip(products, items, strict=True)
+    *,
+    customer: User,
+    email: str,
+    items: Sequence[OrderItem],
+    products: list[Product],
+    total: Decimal,
+    cap: int | None,
+) -> Order | _Refused:
+    """Write the order, its lines, first event, reservation task and stock claims in one statement
+    (``_PLACE_SQL``); returns the order, or what refused it. Call holding the customer's row lock
+    when ``cap`` is set.
+    """
+    claim = stock_claim_ctes(
+        lines=[(p.pk, item.quantity) for p, item in zip(products, items, strict=True)],
+        condition="(SELECT allowed FROM placement_allowed)",
     )
+    task = outbox_row_insert(task_name=RESERVE_TASK, args_sql="jsonb_build_array(new_order.id)", source="new_order")
+    created_at = task.message.created_at
+    sql = _PLACE_SQL.format(
+        allowed="TRUE" if cap is None else _OPEN_ORDERS_UNDER_CAP,
+        claim_ctes=claim.sql,
+        outbox_insert=task.sql,
+    )
+    params = {
+        **claim.params,
+        **task.params,
+        "customer_id": customer.pk,
+        "email": email,
+        "status": OrderStatus.PENDING,
+        "currency": products[0].currency,
+        "total": total,
+        "created_at": created_at,
+        "line_products": [p.pk for p in products],
+        "line_skus": [p.sku for p in products],
+        "line_names": [p.name for p in products],
+        "line_prices": [p.price for p in products],
+        "line_quantities": [item.quantity for item in items],
+        "event_kind": OrderEvent.Kind.TRANSITION,
+        "event_actor": Actor.CUSTOMER,
+        "event_reason": "order placed",
+        "cap": cap,
+        "pending": OrderStatus.PENDING,
+        "reserved": OrderStatus.RESERVED,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    # Read under the products' locks: the committed state (as of this transaction's commit).
+    stock_claim_marks_write([row[3:] for row in rows])
+    if not rows or rows[0][0] is None:
+        return _Refused(short=[str(row[5]) for row in rows if not row[2]], gone=len(rows) < len(products))
+    order = Order(
+        id=rows[0][0], customer=customer, email=email, currency=products[0].currency, total=total,
+        created_at=created_at, updated_at=created_at,
+    )  # fmt: skip
+    order._state.adding, order._state.db = False, connection.alias
+    line_ids = {row[3]: row[1] for row in rows}
+    lines = []
+    for p, item in zip(products, items, strict=True):
+        line = OrderLine(
+            id=line_ids[p.pk], order=order, product=p, sku=p.sku, name=p.name, unit_price=p.price,
+            quantity=item.quantity,
+        )  # fmt: skip
+        line._state.adding, line._state.db = False, connection.alias
+        lines.append(line)
     order_lines_cache(order, lines)
-    OrderEvent.objects.create(
-        order=order,
-        from_status="",
-        to_status=OrderStatus.PENDING,
-        actor=Actor.CUSTOMER,
-        actor_user=customer,
-        reason="order placed",
-        created_at=order.created_at,
-    )
     # The reservation task only: the order is announced (``order.pending``) by the
     # transaction that takes it out of pending (``orders_transition``).
-    outbox_enqueue(task_name=RESERVE_TASK, args=[order.pk])
-    # Last, so the product rows stay locked only for the commit.
-    stock_claim(lines=[(p.pk, item.quantity) for p, item in zip(products, items, strict=True)])
-    order_created_count()
+    outbox_row_written(task, args=[order.pk])
     return order

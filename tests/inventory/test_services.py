@@ -8,7 +8,7 @@ from inventory.services import (
     SkuTaken,
     StockUnavailable,
     stock_adjust,
-    stock_claim,
+    stock_claim_ctes,
     stock_release,
     stock_reserve,
     stock_unclaim,
@@ -118,25 +118,56 @@ def claims(*products: Product) -> list[int]:
     return [Product.objects.get(pk=product.pk).claimed for product in products]
 
 
-def test_stock_claim_adds_up_the_lines_of_each_product_and_moves_no_stock():
+def stock_claim(*, lines: list[tuple[int, int]]) -> list[int]:
+    """Run the claim's CTEs on their own, as the placing statement does; returns the claimed ids."""
+    claim = stock_claim_ctes(lines=lines)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {claim.sql} SELECT id FROM claims ORDER BY id", claim.params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_stock_claim_counts_each_line_and_moves_no_stock():
     # given two products
     mug, tea = make_product(stock=10), make_product(stock=10)
 
-    # when an order's lines are claimed, one product on two lines
-    with transaction.atomic():
-        stock_claim(lines=[(mug.pk, 2), (tea.pk, 1), (mug.pk, 3)])
+    # when an order's lines are claimed
+    claimed = stock_claim(lines=[(tea.pk, 1), (mug.pk, 5)])
 
-    # then each product's claim is the sum of its lines, and its stock and ledger are untouched
+    # then each product's claim is its line, and its stock and ledger are untouched
+    assert claimed == sorted([mug.pk, tea.pk])
     assert claims(mug, tea) == [5, 1]
     assert [Product.objects.get(pk=p.pk).available for p in (mug, tea)] == [10, 10]
     assert StockLedgerEntry.objects.count() == 2  # the initial stock only
 
 
+def test_stock_claim_takes_only_unclaimed_stock_and_is_all_or_nothing():
+    # given a mug with 3 of its 5 units claimed, and tea in plenty
+    mug, tea = make_product(stock=5), make_product(stock=10)
+    stock_claim(lines=[(mug.pk, 3)])
+
+    # when an order asks for 3 mugs (2 are unclaimed) and 1 tea
+    claimed = stock_claim(lines=[(mug.pk, 3), (tea.pk, 1)])
+
+    # then nothing is claimed, not even the tea; 2 mugs still can be
+    assert claimed == []
+    assert claims(mug, tea) == [3, 0]
+    assert stock_claim(lines=[(mug.pk, 2), (tea.pk, 1)]) == sorted([mug.pk, tea.pk])
+    assert claims(mug, tea) == [5, 1]
+
+
+def test_stock_claim_refuses_when_the_callers_condition_is_false():
+    mug = make_product(stock=5)
+    claim = stock_claim_ctes(lines=[(mug.pk, 1)], condition="FALSE")
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {claim.sql} SELECT count(*) FROM claims", claim.params)
+        assert cursor.fetchone() == (0,)
+    assert claims(mug) == [0]
+
+
 def test_stock_unclaim_gives_back_a_claim_but_never_below_zero():
     # given a product with 2 units claimed
     mug = make_product(stock=10)
-    with transaction.atomic():
-        stock_claim(lines=[(mug.pk, 2)])
+    stock_claim(lines=[(mug.pk, 2)])
 
     # when 2 are given back, then 5 more (an order placed before claims were kept)
     with transaction.atomic():
