@@ -5,7 +5,8 @@
 -- KIND read PREFIX LO HI  GET PREFIX<id>/ for ids picked at random in LO..HI
 -- KIND paths PATH...      GET one of the PATHs, picked at random
 --
--- The environment's WRK_COOKIE, when set, is sent as the Cookie header (an admin session).
+-- An empty TOKEN sends no Authorization header. The environment's WRK_COOKIE, when set, is sent
+-- as the Cookie header (an admin session: a request with a token skips the session middleware).
 --
 -- QUOTA 0 runs for wrk's duration. QUOTA N sends exactly N requests of KIND (shared out over
 -- the threads) and stops each thread once its share is answered; while the last answers are
@@ -43,7 +44,7 @@ function init(args)
   quota = math.floor(total / nthreads)
   if id <= total % nthreads then quota = quota + 1 end
   if total == 0 then quota = 0 end
-  wrk.headers["Authorization"] = "Token " .. token
+  if token ~= "" then wrk.headers["Authorization"] = "Token " .. token end
   local cookie = os.getenv("WRK_COOKIE")
   if cookie and cookie ~= "" then wrk.headers["Cookie"] = cookie end
   wrk.headers["Content-Type"] = "application/json"
