@@ -489,7 +489,7 @@ class Bench:
             Row(
                 name=f"webhooks: {figures.healthy[0].deliveries:,} deliveries to {webhooks.ENDPOINTS} local endpoints",
                 result=f"{spread(healthy)} deliveries/s; with one endpoint hanging and one answering 500, "
-                f"the healthy ones {spread(hostile)}/s ({figures.ratio:.0%}); "
+                f"the 8 healthy ones {spread(hostile)}/s ({figures.ratio:.0%} of their share of the first rate); "
                 f"in sequence: {'yes' if figures.in_sequence else 'no'}",
                 framework="-",
                 bare="-",
