@@ -65,6 +65,8 @@ class WebhookEndpoint(models.Model):
         max_length=16, choices=CircuitState.choices, default=CircuitState.CLOSED, db_default=CircuitState.CLOSED
     )
     consecutive_failures = models.PositiveIntegerField(default=0, db_default=0)
+    # How long those failed attempts held a sender, in all (slow failures open it sooner).
+    consecutive_failure_seconds = models.FloatField(default=0, db_default=0)
     failing_since = models.DateTimeField(null=True, blank=True)
     circuit_openings = models.PositiveIntegerField(default=0, db_default=0)
     circuit_retry_at = models.DateTimeField(null=True, blank=True)

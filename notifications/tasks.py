@@ -67,7 +67,7 @@ def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int, waited: i
     return _attempt(
         self,
         Channel.WEBHOOK,
-        lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt),
+        lambda attempt: webhook_delivery_send(delivery_id=delivery_id, attempt=attempt, waited=waited),
         waited=waited,
     )
 

@@ -339,6 +339,8 @@ WEBHOOK_DEADLINE_SECONDS = env.float("WEBHOOK_DEADLINE_SECONDS", default=15)
 # row that open it, its first cool-down (doubling at each opening in a row, up to the maximum),
 # and how long an endpoint may fail before it is deactivated and staff are e-mailed.
 WEBHOOK_CIRCUIT_FAILURES = env.int("WEBHOOK_CIRCUIT_FAILURES", default=5)
+# ...or fewer, once the failures in a row held senders this long in all (two deadlines).
+WEBHOOK_CIRCUIT_FAILURE_SECONDS = env.float("WEBHOOK_CIRCUIT_FAILURE_SECONDS", default=2 * WEBHOOK_DEADLINE_SECONDS)
 WEBHOOK_CIRCUIT_COOLDOWN_SECONDS = env.int("WEBHOOK_CIRCUIT_COOLDOWN_SECONDS", default=30)
 WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS = env.int("WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS", default=3600)
 WEBHOOK_DISABLE_AFTER_HOURS = env.float("WEBHOOK_DISABLE_AFTER_HOURS", default=72)

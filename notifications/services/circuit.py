@@ -2,7 +2,9 @@
 
 - **closed**: deliveries are sent. ``WEBHOOK_CIRCUIT_FAILURES`` failed attempts in a row (any
   delivery; a timeout, a refused connection, 5xx, 408 or 429: the endpoint is not taking
-  events) open it.
+  events) open it, or fewer when they were slow: failures in a row that held senders for
+  ``WEBHOOK_CIRCUIT_FAILURE_SECONDS`` in all (by default two attempts that ran to the deadline).
+  An endpoint that hangs costs the workers that much time, not five deadlines.
 - **open**: deliveries wait, unsent, spending no attempts and never dead-lettered for it, until
   ``circuit_retry_at``. The cool-down is ``WEBHOOK_CIRCUIT_COOLDOWN_SECONDS`` the first time and
   doubles at each opening in a row, up to ``WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS`` (an hour).
@@ -88,9 +90,9 @@ def circuit_admit(*, endpoint_id: int, now: datetime) -> Admission:
     return Admission(wait_seconds=wait, reason=f"circuit open until {retry_at.isoformat()}")
 
 
-def circuit_record(*, endpoint_id: int, verdict: Verdict, now: datetime) -> datetime | None:
-    """Count an attempt's outcome on its endpoint's circuit. Returns when the next probe may go
-    if the circuit is open after it (the attempt failed), else None.
+def circuit_record(*, endpoint_id: int, verdict: Verdict, now: datetime, seconds: float = 0) -> datetime | None:
+    """Count an attempt's outcome (which took ``seconds``) on its endpoint's circuit. Returns
+    when the next probe may go if the circuit is open after it (the attempt failed), else None.
 
     Call inside the transaction that records the attempt. A success on a healthy endpoint
     writes nothing (the row is not rewritten on every delivery).
@@ -101,6 +103,7 @@ def circuit_record(*, endpoint_id: int, verdict: Verdict, now: datetime) -> date
         ).update(
             circuit_state=CircuitState.CLOSED,
             consecutive_failures=0,
+            consecutive_failure_seconds=0,
             failing_since=None,
             circuit_openings=0,
             circuit_retry_at=None,
@@ -108,8 +111,9 @@ def circuit_record(*, endpoint_id: int, verdict: Verdict, now: datetime) -> date
         return None
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
     endpoint.consecutive_failures += 1
+    endpoint.consecutive_failure_seconds += seconds
     endpoint.failing_since = endpoint.failing_since or now
-    fields = ["consecutive_failures", "failing_since"]
+    fields = ["consecutive_failures", "consecutive_failure_seconds", "failing_since"]
     disable_before = now - timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS)
     if endpoint.active and endpoint.failing_since <= disable_before:
         endpoint.active = False
@@ -119,7 +123,10 @@ def circuit_record(*, endpoint_id: int, verdict: Verdict, now: datetime) -> date
         logger.warning("Webhook endpoint %s disabled: failing since %s", endpoint.pk, endpoint.failing_since)
     opens = endpoint.circuit_state == CircuitState.HALF_OPEN or (
         endpoint.circuit_state == CircuitState.CLOSED
-        and endpoint.consecutive_failures >= settings.WEBHOOK_CIRCUIT_FAILURES
+        and (
+            endpoint.consecutive_failures >= settings.WEBHOOK_CIRCUIT_FAILURES
+            or endpoint.consecutive_failure_seconds >= settings.WEBHOOK_CIRCUIT_FAILURE_SECONDS
+        )
     )
     if opens:
         endpoint.circuit_openings += 1
@@ -148,6 +155,7 @@ def webhook_endpoint_circuit_set(*, endpoint_id: int, state: str, actor: Any) ->
         if state == CircuitState.CLOSED:
             endpoint.circuit_state = CircuitState.CLOSED
             endpoint.consecutive_failures = 0
+            endpoint.consecutive_failure_seconds = 0
             endpoint.failing_since = None
             endpoint.circuit_openings = 0
             endpoint.circuit_retry_at = None
@@ -161,6 +169,7 @@ def webhook_endpoint_circuit_set(*, endpoint_id: int, state: str, actor: Any) ->
             update_fields=[
                 "circuit_state",
                 "consecutive_failures",
+                "consecutive_failure_seconds",
                 "failing_since",
                 "circuit_openings",
                 "circuit_retry_at",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from core.log_context import log_context_bind_order
+from core.outbox import outbox_enqueue
 from notifications.attempts import Channel, Outcome, SendResult, attempt_settle, busy_result
 from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.lock_objects import endpoint_slot, send_lock, webhook_endpoint_lock
@@ -31,6 +33,7 @@ from notifications.models import (
 )
 from notifications.selectors import webhook_delivery_blocking, webhook_endpoint_get
 from notifications.services.circuit import circuit_admit, circuit_record
+from notifications.services.publishing import WEBHOOK_DELIVERY_TASK
 from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
 from notifications.ssrf import address_refusal, url_refusal
 from notifications.webhook_client import WebhookResponse, webhook_post
@@ -38,7 +41,9 @@ from notifications.webhook_client import WebhookResponse, webhook_post
 logger = logging.getLogger(__name__)
 
 SEND_LOCK_KIND = "webhook_delivery"
-# How soon a delivery looks again when its endpoint's send slots are all taken.
+# How soon a delivery looks again when its endpoint's send slots are all taken: at first, then
+# doubling at each look that finds them taken, up to the attempt deadline (by then every slot
+# has come free once, however the endpoint behaves).
 SLOT_WAIT_SECONDS = 2
 # How long a rotated-out secret keeps signing, beside the new one.
 SECRET_ROTATION_OVERLAP = timedelta(hours=24)
@@ -133,12 +138,14 @@ def webhook_endpoint_update(
             if active:
                 endpoint.circuit_state = CircuitState.CLOSED
                 endpoint.consecutive_failures = 0
+                endpoint.consecutive_failure_seconds = 0
                 endpoint.failing_since = None
                 endpoint.circuit_openings = 0
                 endpoint.circuit_retry_at = None
                 endpoint.disabled_at = None
                 fields += [
-                    "circuit_state", "consecutive_failures", "failing_since", "circuit_openings",
+                    "circuit_state", "consecutive_failures", "consecutive_failure_seconds", "failing_since",
+                    "circuit_openings",
                     "circuit_retry_at", "disabled_at",
                 ]  # fmt: skip
         if fields:
@@ -228,10 +235,11 @@ def _request_build(delivery: WebhookDelivery, *, now: datetime) -> _Request:
     return _Request(url=delivery.endpoint.url, body=body, headers=headers)
 
 
-def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
+def webhook_delivery_send(*, delivery_id: int, attempt: int, waited: int = 0) -> SendResult:
     """Make one attempt at a delivery, record it, and say what the task does next.
 
-    ``attempt`` is the task message's attempt number (1, then one more per failed attempt). A
+    ``attempt`` is the task message's attempt number (1, then one more per failed attempt), and
+    ``waited`` how many times it waited already (``Outcome.WAIT``), which spaces its looks. A
     delivery that already succeeded is not sent again, so a redelivered or replayed message is
     harmless. One whose order has an earlier event still on its way to the endpoint waits for
     it (``Outcome.WAIT``), spending no attempt: an endpoint receives an order's events in sequence.
@@ -252,7 +260,7 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
         with endpoint_slot(endpoint_id=delivery.endpoint_id, slots=settings.WEBHOOK_ENDPOINT_CONCURRENCY) as slot:
             if not slot:
                 reason = f"all {settings.WEBHOOK_ENDPOINT_CONCURRENCY} of the endpoint's send slots are in use"
-                return _wait(delivery, reason=reason, seconds=SLOT_WAIT_SECONDS)
+                return _wait(delivery, reason=reason, seconds=_slot_wait_seconds(waited=waited))
             admission = circuit_admit(endpoint_id=delivery.endpoint_id, now=timezone.now())
             if admission.wait_seconds is not None:
                 return _wait(delivery, reason=admission.reason, seconds=admission.wait_seconds)
@@ -261,7 +269,12 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
             response = webhook_post(url=request.url, body=request.body, headers=request.headers)
             with transaction.atomic(durable=True):
                 now = timezone.now()
-                open_until = circuit_record(endpoint_id=delivery.endpoint_id, verdict=response.verdict, now=now)
+                open_until = circuit_record(
+                    endpoint_id=delivery.endpoint_id,
+                    verdict=response.verdict,
+                    now=now,
+                    seconds=response.duration_ms / 1000,
+                )
                 return _attempt_record(
                     delivery,
                     attempt=attempt,
@@ -269,6 +282,14 @@ def webhook_delivery_send(*, delivery_id: int, attempt: int) -> SendResult:
                     response=response,
                     circuit_open_until=open_until,
                 )
+
+
+def _slot_wait_seconds(*, waited: int) -> int:
+    """How long a delivery that found its endpoint's slots taken waits: ``SLOT_WAIT_SECONDS``,
+    doubling with each earlier wait, up to the attempt deadline; each drawn between half and all
+    of that, so the deliveries of a slow endpoint do not all look again at once."""
+    ceiling = min(SLOT_WAIT_SECONDS * 2 ** min(waited, 8), max(SLOT_WAIT_SECONDS, settings.WEBHOOK_DEADLINE_SECONDS))
+    return random.randint(math.ceil(ceiling / 2), math.ceil(ceiling))  # noqa: S311 (spreading, not secrecy)
 
 
 def _wait_for(delivery: WebhookDelivery, *, blocking: WebhookDelivery | NotificationEvent) -> SendResult:
@@ -339,6 +360,8 @@ def _attempt_record(
         delivery.next_attempt_at = settled.next_attempt_at
     if result.outcome is Outcome.SENT:
         delivery.succeeded_at = now
+    if result.outcome in (Outcome.SENT, Outcome.GAVE_UP):
+        _next_in_sequence_wake(delivery, now=now)
     delivery.attempt_count += 1
     delivery.last_response_code = response.status_code
     delivery.last_error = response.error
@@ -375,3 +398,29 @@ def _attempt_record(
         result.outcome,
     )
     return result
+
+
+def _next_in_sequence_wake(delivery: WebhookDelivery, *, now: datetime) -> None:
+    """A delivery has settled (sent, or dead-lettered): if the order's next event to the same
+    endpoint is waiting for it, send that one now rather than at its next look. Call inside the
+    transaction that records the settled attempt: the wake-up goes out with its commit.
+
+    The waiting delivery's own message still comes at its time, and finds it sent.
+    """
+    if delivery.order_id is None or delivery.sequence is None:
+        return
+    after = (
+        WebhookDelivery.objects.filter(
+            status__in=[WebhookDelivery.Status.PENDING, WebhookDelivery.Status.FAILED],
+            endpoint_id=delivery.endpoint_id,
+            order_id=delivery.order_id,
+            sequence__gt=delivery.sequence,
+        )
+        .order_by("sequence")
+        .values("pk", "status", "attempt_count", "next_attempt_at")
+        .first()
+    )
+    if after is None or after["status"] != WebhookDelivery.Status.PENDING or after["attempt_count"]:
+        return  # none, or one with attempts of its own: not held back by this one
+    if after["next_attempt_at"] is not None and after["next_attempt_at"] > now:
+        outbox_enqueue(task_name=WEBHOOK_DELIVERY_TASK, args=[after["pk"]])

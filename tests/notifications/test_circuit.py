@@ -218,6 +218,48 @@ def test_the_gauge_counts_endpoints_by_state_without_their_ids():
     assert all(set(sample.labels) == {"state"} for sample in family.samples)
 
 
+def test_failures_that_hold_senders_long_open_the_circuit_before_the_count_is_reached(
+    endpoint, webhook_receiver, settings
+):
+    # given an endpoint that answers nothing within the deadline, and failures that open the
+    # circuit once they held senders for two deadlines in all
+    settings.WEBHOOK_DEADLINE_SECONDS = 0.5
+    settings.WEBHOOK_CIRCUIT_FAILURE_SECONDS = 1.0
+    webhook_receiver.respond(then=Response(200, delay=2))
+    first, second, third = deliveries(endpoint, 3)
+
+    # when two attempts run to the deadline
+    results = [webhook_delivery_send(delivery_id=d.pk, attempt=1).outcome for d in (first, second)]
+
+    # then the second opened the circuit, fewer than FAILURES failures in
+    assert results == [Outcome.RETRY, Outcome.WAIT]
+    endpoint = refreshed(endpoint)
+    assert endpoint.circuit_state == CircuitState.OPEN
+    assert endpoint.consecutive_failures == 2 < FAILURES
+    assert endpoint.consecutive_failure_seconds >= 1.0
+    # and the next delivery waits without being sent
+    assert webhook_delivery_send(delivery_id=third.pk, attempt=1).outcome is Outcome.WAIT
+    assert len(webhook_receiver.requests) == 2
+
+
+def test_quick_failures_open_the_circuit_only_at_the_count(endpoint, webhook_receiver):
+    # given an endpoint that fails at once
+    webhook_receiver.respond(then=Response(503))
+    *batch, last = deliveries(endpoint, FAILURES)
+
+    # when fewer than FAILURES attempts fail quickly
+    for delivery in batch:
+        webhook_delivery_send(delivery_id=delivery.pk, attempt=1)
+
+    # then the circuit stays closed, and a success forgets the time they took
+    assert refreshed(endpoint).circuit_state == CircuitState.CLOSED
+    assert refreshed(endpoint).consecutive_failure_seconds > 0
+    webhook_receiver.respond(then=Response(200))
+    assert webhook_delivery_send(delivery_id=last.pk, attempt=1).outcome is Outcome.SENT
+    endpoint = refreshed(endpoint)
+    assert (endpoint.consecutive_failures, endpoint.consecutive_failure_seconds) == (0, 0)
+
+
 def test_an_endpoint_holds_at_most_its_send_slots_and_a_delivery_beyond_them_waits_unsent(
     endpoint, webhook_receiver, settings
 ):
@@ -238,3 +280,18 @@ def test_an_endpoint_holds_at_most_its_send_slots_and_a_delivery_beyond_them_wai
     # and once a slot is free it goes
     assert webhook_delivery_send(delivery_id=first.pk, attempt=1).outcome is Outcome.SENT
     assert webhook_delivery_send(delivery_id=second.pk, attempt=1).outcome is Outcome.SENT
+
+
+def test_a_delivery_that_keeps_finding_the_slots_taken_looks_again_less_often_up_to_the_deadline(endpoint, settings):
+    # given an endpoint whose one send slot stays held (an attempt hanging until the deadline)
+    settings.WEBHOOK_ENDPOINT_CONCURRENCY = 1
+    settings.WEBHOOK_DEADLINE_SECONDS = 15
+    (delivery,) = deliveries(endpoint, 1)
+    with endpoint_slot(endpoint_id=endpoint.pk, slots=1) as held:
+        assert held
+        # when a delivery looks again and again
+        waits = [webhook_delivery_send(delivery_id=delivery.pk, attempt=1, waited=n).retry_in for n in range(8)]
+
+    # then it looks soon at first, less often each time, and never later than the slot must be free
+    assert waits[0] <= 2 and waits[2] >= 4 and waits[7] >= 8, waits
+    assert all(wait <= 15 for wait in waits), waits

@@ -10,9 +10,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from core.models import OutboxMessage
 from notifications.models import NotificationEvent, WebhookDelivery
 from notifications.services import Notification, Outcome, notifications_publish, webhook_delivery_send
-from notifications.services.publishing import notifications_fan_out
+from notifications.services.publishing import WEBHOOK_DELIVERY_TASK, notifications_fan_out
 from tests.notifications.factories import WebhookEndpointFactory, order_payload
 from tests.notifications.receiver import Response
 
@@ -83,6 +84,37 @@ def test_a_later_event_is_sent_once_the_earlier_one_arrived(webhook_receiver):
 
     assert result.outcome is Outcome.SENT
     assert [json.loads(r.body)["sequence"] for r in webhook_receiver.requests] == [1, 2]
+
+
+def wake_ups(delivery: WebhookDelivery) -> int:
+    return OutboxMessage.objects.filter(task_name=WEBHOOK_DELIVERY_TASK, args=[delivery.pk]).count()
+
+
+def test_a_later_event_that_waited_is_woken_when_the_earlier_one_arrives(webhook_receiver):
+    # given an order's second event waiting for its first, which failed once
+    first, second = deliveries_to(webhook_receiver.url, "order.reserved", "order.paid")
+    webhook_receiver.respond(Response(500), then=Response(200))
+    webhook_delivery_send(delivery_id=first.pk, attempt=1)
+    assert webhook_delivery_send(delivery_id=second.pk, attempt=1).outcome is Outcome.WAIT
+    fanned_out = wake_ups(second)
+
+    # when the first arrives
+    assert webhook_delivery_send(delivery_id=first.pk, attempt=2).outcome is Outcome.SENT
+
+    # then the second's send goes out with that commit, not at its next look
+    assert wake_ups(second) == fanned_out + 1
+    # and once it is sent, its own message finds it done
+    assert webhook_delivery_send(delivery_id=second.pk, attempt=1).outcome is Outcome.SENT
+    assert webhook_delivery_send(delivery_id=second.pk, attempt=1).outcome is Outcome.SKIPPED
+
+
+def test_a_later_event_that_did_not_wait_is_not_woken(webhook_receiver):
+    first, second = deliveries_to(webhook_receiver.url, "order.reserved", "order.paid")
+    fanned_out = wake_ups(second)
+
+    assert webhook_delivery_send(delivery_id=first.pk, attempt=1).outcome is Outcome.SENT
+
+    assert wake_ups(second) == fanned_out
 
 
 @pytest.mark.parametrize(

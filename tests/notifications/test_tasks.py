@@ -19,7 +19,7 @@ def test_a_database_outage_is_retried_within_the_attempt_budget(monkeypatch):
     # given PostgreSQL unreachable
     calls: list[int] = []
 
-    def unreachable(*, delivery_id: int, attempt: int) -> SendResult:
+    def unreachable(*, delivery_id: int, attempt: int, waited: int) -> SendResult:
         calls.append(attempt)
         raise db.OperationalError("connection refused")
 
@@ -46,6 +46,6 @@ def test_a_retry_outcome_retries_and_a_give_up_raises(monkeypatch):
 
 @pytest.mark.parametrize("outcome", [Outcome.SENT, Outcome.SKIPPED])
 def test_a_sent_or_skipped_notification_ends_the_task(monkeypatch, outcome):
-    monkeypatch.setattr(tasks, "webhook_delivery_send", lambda *, delivery_id, attempt: SendResult(outcome))
+    monkeypatch.setattr(tasks, "webhook_delivery_send", lambda *, delivery_id, attempt, waited: SendResult(outcome))
 
     assert tasks.webhook_delivery_send_task.apply(args=(1,)).get() == outcome.value

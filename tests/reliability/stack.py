@@ -54,6 +54,18 @@ SELECT
   (SELECT count(*) FROM notifications_webhookdelivery WHERE status IN ('pending', 'failed'))
 """
 
+# The first rows behind each count above, for a report when the system does not settle.
+UNSETTLED_ROWS_SQL = {
+    "order rows": "SELECT id, status, created_at FROM orders_order WHERE status IN ('pending', 'reserved') "
+    "ORDER BY id LIMIT 5",
+    "outbox rows": "SELECT id, task_name, attempts, created_at FROM core_outboxmessage WHERE published_at IS NULL "
+    "ORDER BY id LIMIT 5",
+    "email rows": "SELECT id, event_id, status, attempt_count, last_error, next_attempt_at "
+    "FROM notifications_emailnotification WHERE status IN ('pending', 'failed') ORDER BY id LIMIT 5",
+    "webhook rows": "SELECT id, order_id, sequence, status, attempt_count, last_error, next_attempt_at "
+    "FROM notifications_webhookdelivery WHERE status IN ('pending', 'failed') ORDER BY id LIMIT 5",
+}
+
 
 @dataclass
 class Answer:
@@ -224,9 +236,29 @@ class Stack:
     def settle(self, timeout: float = SETTLE_SECONDS) -> float:
         """Wait until every order is final and every message and notification has gone out; seconds waited."""
         started = time.monotonic()
-        wait_until(lambda: self.sql(SETTLED_SQL) == (0, 0, 0, 0), timeout=timeout, interval=0.5,
-                   message="the system to settle (orders final, outbox published, notifications sent)")  # fmt: skip
+        left: list[tuple[Any, ...]] = []
+
+        def settled() -> bool:
+            left[:] = [self.sql(SETTLED_SQL)]
+            return left[0] == (0, 0, 0, 0)
+
+        try:
+            wait_until(settled, timeout=timeout, interval=0.5,
+                       message="the system to settle (orders final, outbox published, notifications sent)")  # fmt: skip
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; still unsettled: {self.unsettled(left[0])}") from None
         return time.monotonic() - started
+
+    def unsettled(self, counts: tuple[Any, ...]) -> dict[str, Any]:
+        """What is left when the system does not settle: the counts, and the rows behind them."""
+        orders, outbox, emails, webhooks = counts
+        report: dict[str, Any] = {"orders": orders, "outbox": outbox, "emails": emails, "webhooks": webhooks}
+        with psycopg.connect(self.postgres.url(DATABASE), connect_timeout=5) as connection:
+            for name, query in UNSETTLED_ROWS_SQL.items():
+                report[name] = connection.execute(query).fetchall()
+        listed = self.broker.ctl("list_queues", "-p", VHOST, "--no-table-headers", "name", "messages", check=False)
+        report["queued"] = [line for line in listed.stdout.splitlines() if line.split()[-1:] not in (["0"], [])]
+        return report
 
     def invariant_report(self) -> dict[str, Any]:
         """Run the invariant checker against this system (in a process with its environment)."""
