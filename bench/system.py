@@ -69,7 +69,9 @@ def collect_static() -> None:
 
 
 def empty_queues() -> None:
+    from amqp.exceptions import NotFound
     from kombu import Connection
+    from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
     from bench.views import BENCH_QUEUE
     from config import queues
@@ -79,6 +81,12 @@ def empty_queues() -> None:
         for queue in (*queues.WORK_QUEUES, *queues.DEAD_LETTER_QUEUES, BENCH_QUEUE):
             queue.bind(connection.default_channel).declare()
             queue.bind(connection.default_channel).purge()
+        # Retries and waits of an earlier run, still counting down: they would arrive in this one
+        # and act on its rows (the database is recreated, ids start again).
+        # (A level not declared yet, before any worker started, has nothing waiting.)
+        for level in range(MAX_LEVEL + 1):
+            with contextlib.suppress(NotFound), connection.channel() as channel:
+                channel.queue_purge(level_name(level))  # type: ignore[attr-defined]
 
 
 def free_port() -> int:

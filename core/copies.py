@@ -88,13 +88,15 @@ def copies_drop(*, keys: Sequence[str]) -> None:
         logger.warning("Could not drop cached copies %s", ", ".join(keys), exc_info=True)
 
 
-def copies_read(*, keys: Sequence[str]) -> list[Any | None]:
+def copies_read(*, keys: Sequence[str], quiet: bool = False) -> list[Any | None]:
     """The data of each key's copy, in one round trip; None where there is none, or for every
-    key when Redis is unavailable."""
+    key when Redis is unavailable (logged, unless ``quiet``: a caller that falls back on one
+    which logs)."""
     try:
         values = _redis().mget(list(keys))
     except Exception:
-        logger.warning("Cached copies unavailable; reading from the database", exc_info=True)
+        if not quiet:
+            logger.warning("Cached copies unavailable; reading from the database", exc_info=True)
         return [None] * len(keys)
     found: list[Any | None] = []
     for value in values:

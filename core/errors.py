@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django import db
+from django.http.response import HttpResponseBase
 from drf_standardized_errors.handler import ExceptionHandler
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions, status
 from rest_framework.exceptions import ErrorDetail
+from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ class DomainError(Exception):
 
     status_code: ClassVar[int] = status.HTTP_400_BAD_REQUEST
     code: ClassVar[str] = "invalid"
+    # Whether Django logs the answer (a warning for every 4xx): False for an expected answer that
+    # comes in floods and is counted elsewhere (a sold-out refusal in a flash sale).
+    logged: ClassVar[bool] = True
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -107,6 +112,12 @@ def dependency_name(exc: BaseException) -> str | None:
 
 
 class ApiExceptionHandler(ExceptionHandler):
+    def run(self) -> Response | None:
+        response = super().run()
+        if response is not None and isinstance(self.exc, DomainError) and not self.exc.logged:
+            response_unlogged(response)
+        return response
+
     def convert_known_exceptions(self, exc: Exception) -> Exception:
         if isinstance(exc, InvalidFields):
             return exc.as_validation_error()
@@ -117,6 +128,11 @@ class ApiExceptionHandler(ExceptionHandler):
             logger.warning("Dependency %s unavailable: %s", dependency, exc)
             return ServiceUnavailable(f"{dependency} is unavailable; try again shortly.")
         return super().convert_known_exceptions(exc)
+
+
+def response_unlogged(response: HttpResponseBase) -> None:
+    """Keep Django from logging this answer (``django.request`` warns of every 4xx)."""
+    response._has_been_logged = True  # type: ignore[attr-defined]  # what django.utils.log.log_response checks
 
 
 def error_body(*, code: str, detail: str, status_code: int) -> dict[str, Any]:

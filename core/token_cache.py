@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,13 +36,33 @@ _USER_FIELDS = ("id", "username", "email", "first_name", "last_name", "is_staff"
 _COPY, _TOMBSTONE = 0, 1
 
 
-def _key(digest: str) -> str:
+def token_cache_key(digest: str) -> str:
+    """Where a token's copy is kept (read by orders/middleware.py along with other copies)."""
     return f"{_KEY_PREFIX}{digest}"
+
+
+@dataclass(frozen=True)
+class TokenCustomer:
+    id: int
+    email: str
+
+
+def token_copy_customer(data: Any, *, now: datetime) -> TokenCustomer | None:
+    """The user of a token's copy (``copies_read``'s data, or None) if the token is live and its
+    user an active customer (neither staff nor superuser), else None."""
+    try:
+        user = dict(zip(_USER_FIELDS, data["user"], strict=True))
+        live = datetime.fromisoformat(data["expiry"]) > now
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not live or not user["is_active"] or user["is_staff"] or user["is_superuser"]:
+        return None
+    return TokenCustomer(id=int(user["id"]), email=str(user["email"] or ""))
 
 
 def token_cache_read(*, digest: str) -> ApiToken | None:
     """The token with its user, as cached; None without a copy (or Redis unavailable)."""
-    (data,) = copies_read(keys=[_key(digest)])
+    (data,) = copies_read(keys=[token_cache_key(digest)])
     if not data:
         return None
     user = User(**dict(zip(_USER_FIELDS, data["user"], strict=True)))
@@ -77,20 +98,20 @@ def token_cache_store(*, token: ApiToken) -> None:
         "expiry": token.expiry.isoformat(),
         "user": [getattr(user, "pk" if field == "id" else field) for field in _USER_FIELDS],
     }
-    copies_store_on_commit([Copy(_key(token.digest), (_COPY,), data, seconds)])
+    copies_store_on_commit([Copy(token_cache_key(token.digest), (_COPY,), data, seconds)])
 
 
 def tokens_revoke_cached_on_commit(*, digests: Sequence[str]) -> None:
     """Tombstones over these tokens' copies when the transaction commits (at once outside one)."""
     if digests:
         version = (_TOMBSTONE, time.time_ns() // 1000)
-        copies_store_on_commit([Copy(_key(digest), version, None, TOMBSTONE_SECONDS) for digest in digests])
+        copies_store_on_commit([Copy(token_cache_key(digest), version, None, TOMBSTONE_SECONDS) for digest in digests])
 
 
 def tokens_revoke_cached(*, digests: Sequence[str]) -> None:
     """Tombstones over these tokens' copies now."""
     version = (_TOMBSTONE, time.time_ns() // 1000)
-    copies_store([Copy(_key(digest), version, None, TOMBSTONE_SECONDS) for digest in digests])
+    copies_store([Copy(token_cache_key(digest), version, None, TOMBSTONE_SECONDS) for digest in digests])
 
 
 # --- Every write path of tokens and users (receivers connected in CoreConfig.ready) ----------

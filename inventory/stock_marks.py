@@ -43,7 +43,9 @@ class StockMark:
         # By SKU, versioned by product id first: a product made later under the same SKU (a
         # database recreated empty) outranks the old one's marks.
         data = [self.product_id, self.version, self.sku, self.currency, self.active, self.free]
-        return Copy(key=_key(self.sku), version=(self.product_id, self.version), data=data, seconds=MARK_SECONDS)
+        return Copy(
+            key=stock_mark_key(self.sku), version=(self.product_id, self.version), data=data, seconds=MARK_SECONDS
+        )
 
 
 # What the stock statements return, in StockMark.from_row's order (product table as ``product``).
@@ -53,7 +55,8 @@ MARK_COLUMNS = (
 )
 
 
-def _key(sku: str) -> str:
+def stock_mark_key(sku: str) -> str:
+    """Where a SKU's mark is kept (read by orders/middleware.py along with a token's copy)."""
     return f"{_KEY_PREFIX}{sku}"
 
 
@@ -69,13 +72,13 @@ def stock_marks_write_on_commit(marks: Iterable[StockMark]) -> None:
 
 def stock_marks_drop(*, skus: Sequence[str]) -> None:
     """Delete the marks of these SKUs (the next refusal asks PostgreSQL). Never raises."""
-    copies_drop(keys=[_key(sku) for sku in skus])
+    copies_drop(keys=[stock_mark_key(sku) for sku in skus])
 
 
 def stock_marks_read(*, skus: Sequence[str]) -> dict[str, StockMark]:
     """The marks Redis holds for these SKUs (one round trip); none at all when Redis is unavailable."""
     marks: dict[str, StockMark] = {}
-    for sku, data in zip(skus, copies_read(keys=[_key(sku) for sku in skus]), strict=True):
+    for sku, data in zip(skus, copies_read(keys=[stock_mark_key(sku) for sku in skus]), strict=True):
         if data is not None:
             try:
                 mark = StockMark.from_row(data)

@@ -36,7 +36,8 @@ class CachedOrder:
     payload: dict[str, Any]
 
 
-def _key(order_id: int) -> str:
+def order_cache_key(order_id: int) -> str:
+    """Where an order's copy is kept: ``[customer id, representation]``."""
     return f"{_KEY_PREFIX}{order_id}"
 
 
@@ -46,12 +47,12 @@ def _version(updated_at: datetime) -> tuple[int]:
 
 def _copy(order: Order, payload: dict[str, Any]) -> Copy:
     seconds = FINAL_SECONDS if order.status in FINAL_STATUSES else LIVE_SECONDS
-    return Copy(_key(order.pk), _version(order.updated_at), [order.customer_id, payload], seconds)
+    return Copy(order_cache_key(order.pk), _version(order.updated_at), [order.customer_id, payload], seconds)
 
 
 def order_cache_read(*, order_id: int) -> CachedOrder | None:
     """The cached representation, or None (no copy, or Redis unavailable)."""
-    (data,) = copies_read(keys=[_key(order_id)])
+    (data,) = copies_read(keys=[order_cache_key(order_id)])
     if data is None:
         return None
     customer_id, payload = data

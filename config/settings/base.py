@@ -46,6 +46,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # A customer's read of their own order and a sold-out refusal, answered from Redis when it
+    # holds what they need, with what the middleware below would add (orders/middleware.py);
+    # everything else goes on.
+    "orders.middleware.OrderHotPathMiddleware",
     # First and last: request counts and latencies of the whole stack (see /metrics).
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_guid.middleware.guid_middleware",

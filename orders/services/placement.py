@@ -26,6 +26,7 @@ from orders.services.reservation import RESERVE_TASK
 
 class SoldOut(Conflict):
     code = OrderErrorCode.SOLD_OUT
+    logged = False  # counted by the activity charts and the request metrics instead
 
 
 # The largest total Order.total holds: 14 digits, 2 of them decimals.

@@ -1,0 +1,212 @@
+"""The two hot requests, answered from Redis before the rest of the stack runs:
+
+- ``GET /api/v1/orders/{id}/``, a customer reading one of their orders (what a storefront polls
+  while its customer waits): when Redis holds the token's copy (core/token_cache.py) and the
+  order's (orders/cache.py), the token is live, its user an active customer and the order
+  theirs, the answer is the order's copy;
+- ``POST /api/v1/orders/``, one line for a SKU the stock marks show sold out (what most of a
+  flash sale's attempts are): when Redis holds the token's copy and the SKU's mark
+  (inventory/stock_marks.py), the body is plainly valid, and the customer within their rate
+  limit, the answer is the ``409 sold_out`` that ``order_place`` gives from the same mark.
+
+Either is one Redis round trip for the copies (and, for the refusal, the rate limit's), without
+the REST framework, URL resolution or the middleware that has nothing to do for such a request
+(sessions, CSRF, messages, the login lockout, whitenoise). What the full path would add is added
+by the same code: the request id (django-guid), the security and frame headers (Django's
+``SecurityMiddleware`` and ``XFrameOptionsMiddleware``), the Host check, the rate limit (the
+view's own throttle class, counting the request once) and every request metric
+(django-prometheus's two middleware, under the view's URL name). tests/orders/test_hot_paths.py
+compares the answers byte for byte.
+
+Anything else goes down the whole stack, which answers it as before: another path or method, a
+query string, an ``Accept`` asking for something other than JSON, an ``Idempotency-Key``, a body
+that is not one plain line, a missing, malformed, expired or revoked token (a revoked one has a
+tombstone, which reads as no copy), staff (their permissions are the full path's to check),
+someone else's order, a SKU with stock, a copy missing, Redis unreachable, a rate limit reached,
+tracing on (so that every request has its span). The copies are trusted exactly as the full path
+trusts them (ARCHITECTURE invariant 10): replaced on commit by every change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.utils import timezone
+from django_guid.middleware import process_incoming_request, process_outgoing_request
+from django_prometheus.middleware import PrometheusAfterMiddleware, PrometheusBeforeMiddleware
+from knox.crypto import hash_token
+from knox.settings import knox_settings
+
+from core.copies import copies_read
+from core.errors import error_body, response_unlogged
+from core.token_cache import TokenCustomer, token_cache_key, token_copy_customer
+from inventory.stock_marks import StockMark, stock_mark_key
+from orders.activity import activity_sold_out_count
+from orders.apis import MAX_QUANTITY, OrderCreateThrottle
+from orders.cache import order_cache_key
+from orders.error_codes import OrderErrorCode
+
+_DETAIL_PATH = re.compile(r"/api/v1/orders/([0-9]{1,18})/")
+_LIST_PATH = "/api/v1/orders/"
+_JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
+# A body longer than this is not one plain line: the full path reads it.
+_MAX_BODY_BYTES = 1024
+_SKU_MAX_LENGTH = 64
+# What the REST framework adds to every answer of the views, by URL name.
+_API_HEADERS = {
+    "order-detail": {"Vary": "Accept", "Allow": "GET, HEAD, OPTIONS"},
+    "order-list": {"Vary": "Accept", "Allow": "POST, OPTIONS"},
+}
+
+
+def _unused(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("the middleware here only process requests and responses")
+
+
+class OrderHotPathMiddleware:
+    """Answer a customer's read of their own order, and a sold-out refusal, from Redis (module
+    docstring). First in ``MIDDLEWARE``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.enabled = not settings.TRACING_ENABLED
+        self.prefix = knox_settings.AUTH_HEADER_PREFIX.lower()
+        self.metrics_before = PrometheusBeforeMiddleware(_unused)
+        self.metrics_after = PrometheusAfterMiddleware(_unused)
+        self.security = SecurityMiddleware(_unused)
+        self.frame_options = XFrameOptionsMiddleware(_unused)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        response = None
+        if self.enabled:
+            if request.method == "GET":
+                match = _DETAIL_PATH.fullmatch(request.path_info)
+                if match is not None:
+                    response = self._read(request, order_id=int(match[1]))
+            elif request.method == "POST" and request.path_info == _LIST_PATH:
+                response = self._refuse(request)
+        return response if response is not None else self.get_response(request)
+
+    def _read(self, request: HttpRequest, *, order_id: int) -> HttpResponse | None:
+        """The order from its copy, or None for the full path to answer."""
+        digest = self._token_digest(request)
+        if digest is None:
+            return None
+        token, order = copies_read(keys=[token_cache_key(digest), order_cache_key(order_id)], quiet=True)
+        customer = token_copy_customer(token, now=timezone.now())
+        if customer is None or not isinstance(order, list) or len(order) != 2:
+            return None
+        owner, payload = order
+        if customer.id != owner or not self._secure(request):
+            return None
+        return self._respond(request, view="order-detail", status=200, body=payload)
+
+    def _refuse(self, request: HttpRequest) -> HttpResponse | None:
+        """``409 sold_out`` from the SKU's mark, or None for the full path to answer."""
+        meta = request.META
+        if "HTTP_IDEMPOTENCY_KEY" in meta or meta.get("CONTENT_TYPE", "").split(";")[0] != "application/json":
+            return None
+        digest = self._token_digest(request)
+        if digest is None:
+            return None
+        try:
+            if not 0 < int(meta.get("CONTENT_LENGTH") or 0) <= _MAX_BODY_BYTES:
+                return None
+            sku, quantity = _one_plain_line(json.loads(request.body))
+        except (TypeError, ValueError):
+            return None
+        token, mark_data = copies_read(keys=[token_cache_key(digest), stock_mark_key(sku)], quiet=True)
+        customer = token_copy_customer(token, now=timezone.now())
+        if customer is None or not customer.email or mark_data is None:
+            return None
+        try:
+            mark = StockMark.from_row(mark_data)
+        except (TypeError, ValueError):
+            return None
+        if not _sold_out(mark, sku=sku, quantity=quantity):
+            return None
+        if not self._secure(request) or not _throttle_allows(request, customer):
+            return None
+        activity_sold_out_count()
+        body = error_body(code=OrderErrorCode.SOLD_OUT, detail=f"Not enough stock for: {sku}.", status_code=409)
+        response = self._respond(request, view="order-list", status=409, body=body)
+        response_unlogged(response)  # as the full path leaves a refusal (SoldOut.logged)
+        return response
+
+    def _token_digest(self, request: HttpRequest) -> str | None:
+        """The digest of the request's token, if it sends one and nothing else rules it out."""
+        meta = request.META
+        if meta.get("QUERY_STRING") or meta.get("HTTP_ACCEPT", "") not in _JSON_ACCEPTS:
+            return None
+        credentials = meta.get("HTTP_AUTHORIZATION", "").split()
+        if len(credentials) != 2 or credentials[0].lower() != self.prefix:
+            return None
+        try:
+            request.get_host()
+            return str(hash_token(credentials[1]))
+        except (DisallowedHost, TypeError, ValueError):
+            return None
+
+    def _secure(self, request: HttpRequest) -> bool:
+        """Whether ``SecurityMiddleware`` lets the request through (no redirect to HTTPS)."""
+        return self.security.process_request(request) is None
+
+    def _respond(self, request: HttpRequest, *, view: str, status: int, body: Any) -> HttpResponse:
+        """The answer, with what the skipped stack would have done around it."""
+        self.metrics_before.process_request(request)
+        process_incoming_request(request)
+        self.metrics_after.process_request(request)
+        request.resolver_match = SimpleNamespace(view_name=view)  # type: ignore[assignment]
+        self.metrics_after.process_view(request, None)
+        # As the REST framework's JSONRenderer writes it (compact, UTF-8, these two escaped).
+        text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        response = HttpResponse(
+            text.encode(), status=status, content_type="application/json", headers=_API_HEADERS[view]
+        )
+        response = self.metrics_after.process_response(request, response)
+        response = self.frame_options.process_response(request, response)
+        response["Content-Length"] = str(len(response.content))
+        response = self.security.process_response(request, response)
+        process_outgoing_request(response, request)
+        return self.metrics_before.process_response(request, response)
+
+
+def _one_plain_line(data: Any) -> tuple[str, int]:
+    """``(sku, quantity)`` of a body that is exactly ``{"items": [{"sku", "quantity"}]}`` with
+    values the input serializer takes as they are; ValueError for anything else."""
+    if not isinstance(data, dict) or data.keys() != {"items"}:
+        raise ValueError("not one plain line")
+    items = data["items"]
+    if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+        raise ValueError("not one plain line")
+    line = items[0]
+    sku, quantity = line.get("sku"), line.get("quantity")
+    if line.keys() != {"sku", "quantity"} or not isinstance(sku, str) or type(quantity) is not int:
+        raise ValueError("not one plain line")
+    if not (0 < len(sku) <= _SKU_MAX_LENGTH and sku == sku.strip() and "\x00" not in sku):
+        raise ValueError("not one plain line")
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise ValueError("not one plain line")
+    return sku, quantity
+
+
+def _sold_out(mark: StockMark, *, sku: str, quantity: int) -> bool:
+    """Whether the mark alone refuses the line, as ``order_place`` decides from it."""
+    return mark.sku == sku and mark.active and mark.free < quantity
+
+
+def _throttle_allows(request: HttpRequest, customer: TokenCustomer) -> bool:
+    """The order-creation rate limit, applied as the view applies it: an allowed request is
+    counted; a refused one is left to the full path, which refuses it (429) without counting."""
+    user = SimpleNamespace(pk=customer.id, is_authenticated=True)
+    return OrderCreateThrottle().allow_request(SimpleNamespace(user=user, META=request.META), None)  # type: ignore[arg-type]

@@ -1,0 +1,261 @@
+"""The hot requests answered from Redis (orders/middleware.py): a customer's read of their own
+order, and a sold-out refusal.
+
+Without a test transaction around them (``transaction=True``): the copies are written by on-commit
+hooks, which a test transaction would never run.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.test import Client, override_settings
+from prometheus_client import REGISTRY
+
+from core.tokens import api_tokens_issue_bulk
+from orders.apis import OrderCreateApi, OrderCreateThrottle, OrderDetailApi
+from orders.services import order_reserve
+from tests.factories import StaffFactory, UserFactory, make_product
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+UNREACHABLE_REDIS = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
+# What differs between two answers to the same request.
+PER_REQUEST_HEADERS = {"X-Request-ID"}
+
+
+class FullPath:
+    """Counts the requests the views answered (the full path)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reads = 0
+        self.creates = 0
+        read, create = OrderDetailApi.get, OrderCreateApi.post
+
+        def counted_read(view, request, order_id):
+            self.reads += 1
+            return read(view, request, order_id)
+
+        def counted_create(view, request, *args, **kwargs):
+            self.creates += 1
+            return create(view, request, *args, **kwargs)
+
+        monkeypatch.setattr(OrderDetailApi, "get", counted_read)
+        monkeypatch.setattr(OrderCreateApi, "post", counted_create)
+
+
+@pytest.fixture
+def full_path(monkeypatch) -> FullPath:
+    return FullPath(monkeypatch)
+
+
+def token_client(user) -> Client:
+    (token,) = api_tokens_issue_bulk(users=[user])
+    return Client(HTTP_AUTHORIZATION=f"Token {token}")
+
+
+def placed(client: Client) -> int:
+    product = make_product(stock=5)
+    response = client.post("/api/v1/orders/", {"items": [{"sku": product.sku, "quantity": 1}]}, "application/json")
+    assert response.status_code == 202, response.content
+    return response.json()["id"]
+
+
+def headers(response) -> dict[str, str]:
+    return {name: value for name, value in response.headers.items() if name not in PER_REQUEST_HEADERS}
+
+
+def answered(view: str = "order-detail", status: str = "200", method: str = "GET") -> float:
+    labels = {"status": status, "view": view, "method": method}
+    return REGISTRY.get_sample_value("django_http_responses_total_by_status_view_method_total", labels) or 0.0
+
+
+def test_a_customers_read_of_their_order_is_answered_from_the_copies_as_the_full_path_answers_it(
+    full_path, django_assert_num_queries
+):
+    # given a customer's order, read once through the full path (which leaves its copy)
+    customer = token_client(UserFactory())
+    order_id = placed(customer)
+    first = customer.get(f"/api/v1/orders/{order_id}/")
+    assert first.status_code == 200 and full_path.reads == 1
+    counted = answered()
+
+    # when they read it again
+    with django_assert_num_queries(0):
+        second = customer.get(f"/api/v1/orders/{order_id}/")
+
+    # then the copies answered, with the same bytes and headers, and a request id of its own
+    assert full_path.reads == 1
+    assert second.status_code == 200
+    assert second.content == first.content
+    assert headers(second) == headers(first)
+    assert second["X-Request-ID"] and second["X-Request-ID"] != first["X-Request-ID"]
+    # and the request is counted as the full path counts it
+    assert answered() == counted + 1
+
+
+def test_a_read_right_after_a_change_sees_the_change(full_path):
+    customer = token_client(UserFactory())
+    order_id = placed(customer)
+    assert customer.get(f"/api/v1/orders/{order_id}/").json()["status"] == "pending"
+
+    order_reserve(order_id=order_id)  # the worker's transaction replaces the copy on commit
+    reserved = customer.get(f"/api/v1/orders/{order_id}/").json()
+    assert customer.post(f"/api/v1/orders/{order_id}/cancel/").status_code == 200
+    cancelled = customer.get(f"/api/v1/orders/{order_id}/").json()
+
+    assert reserved["status"] == "reserved" and cancelled["status"] == "cancelled"
+    assert full_path.reads == 1  # the first read only: the others came from the replaced copies
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("another customer's order", 404),
+        ("staff", 200),
+        ("a revoked token", 401),
+        ("a query string", 200),
+        ("HTML asked for", 200),
+        ("Redis unreachable", 200),
+    ],
+)
+def test_the_full_path_answers_what_the_copies_cannot(full_path, case, status):
+    # given an order read once, so that Redis has its copy and the token's
+    owner = token_client(UserFactory())
+    order_id = placed(owner)
+    assert owner.get(f"/api/v1/orders/{order_id}/").status_code == 200
+    reads = full_path.reads
+    client, path, extra = owner, f"/api/v1/orders/{order_id}/", {}
+    if case == "another customer's order":
+        client = token_client(UserFactory())
+        client.get(f"/api/v1/orders/{placed(client)}/")  # its token's copy is there too
+        reads = full_path.reads
+    elif case == "staff":  # reading their own order
+        client = token_client(StaffFactory.create(is_superuser=True))
+        path = f"/api/v1/orders/{placed(client)}/"
+        client.get(path)
+        reads = full_path.reads
+    elif case == "a revoked token":
+        assert owner.post("/api/v1/auth/logout/").status_code in (200, 204)
+    elif case == "a query string":
+        path += "?format=json"
+    elif case == "HTML asked for":
+        extra = {"HTTP_ACCEPT": "text/html"}
+
+    # when it is read
+    if case == "Redis unreachable":
+        with override_settings(CACHES=UNREACHABLE_REDIS):
+            response = client.get(path, **extra)
+    else:
+        response = client.get(path, **extra)
+
+    # then the full path answered, as it always has (a 401 is its authentication's, before the view)
+    assert response.status_code == status, response.content
+    assert full_path.reads == reads + (status != 401)
+
+
+def order_of(sku: str, quantity: int = 1) -> dict:
+    return {"items": [{"sku": sku, "quantity": quantity}]}
+
+
+def test_a_sold_out_refusal_is_answered_from_the_mark_as_the_full_path_answers_it(full_path, django_assert_num_queries):
+    # given a SKU with no stock, refused once by the database (which leaves its mark)
+    customer = token_client(UserFactory())
+    product = make_product(stock=0)
+    first = customer.post("/api/v1/orders/", order_of(product.sku), "application/json")
+    assert first.status_code == 409 and full_path.creates == 1
+    counted = answered(view="order-list", status="409", method="POST")
+
+    # when the customer tries again
+    with django_assert_num_queries(0):
+        second = customer.post("/api/v1/orders/", order_of(product.sku), "application/json")
+
+    # then the mark refused it, with the same bytes and headers
+    assert full_path.creates == 1
+    assert second.status_code == 409
+    assert second.content == first.content
+    assert headers(second) == headers(first)
+    assert second.json()["errors"][0]["code"] == "sold_out"
+    assert answered(view="order-list", status="409", method="POST") == counted + 1
+
+
+def test_sold_out_refusals_are_not_logged_as_warnings_by_either_path(full_path, caplog):
+    # given a sold-out SKU
+    customer = token_client(UserFactory())
+    product = make_product(stock=0)
+
+    # when it is refused twice (by the database, then from its mark), and another 409 is answered
+    with caplog.at_level("WARNING", logger="django.request"):
+        refused = [customer.post("/api/v1/orders/", order_of(product.sku), "application/json") for _ in range(2)]
+        order_id = placed(customer)
+        assert customer.post(f"/api/v1/orders/{order_id}/pay/").status_code in (403, 409)
+
+    # then neither refusal is a warning in the log (they are counted instead); other answers are
+    assert [r.status_code for r in refused] == [409, 409] and full_path.creates == 2
+    logged = [r.getMessage() for r in caplog.records if r.name == "django.request"]
+    assert len(logged) == 1 and "/pay/" in logged[0], logged
+
+
+def test_refusals_from_the_marks_count_against_the_rate_limit_once_each(full_path, monkeypatch):
+    # given a rate limit of three orders a minute, and a sold-out SKU
+    monkeypatch.setattr(OrderCreateThrottle, "rate", "3/min", raising=False)
+    cache.clear()  # no history of earlier tests' users (ids are reused)
+    customer = token_client(UserFactory())
+    product = make_product(stock=0)
+
+    # when the customer tries four times
+    statuses = [
+        customer.post("/api/v1/orders/", order_of(product.sku), "application/json").status_code for _ in range(4)
+    ]
+
+    # then the first three are refused as sold out (the last two from the mark), the fourth as
+    # too many, by the full path's throttle (before its view)
+    assert statuses == [409, 409, 409, 429]
+    assert full_path.creates == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("stock to sell", 202),
+        ("an Idempotency-Key", 409),
+        ("two lines", 409),
+        ("an e-mail in the body", 409),
+        ("a quantity as text", 409),
+        ("staff", 409),
+        ("Redis unreachable", 409),
+    ],
+)
+def test_the_full_path_answers_the_orders_the_marks_cannot_refuse(full_path, case, status):
+    # given a sold-out SKU with its mark, and a customer whose token is cached
+    customer = token_client(UserFactory())
+    sold_out, other = make_product(stock=0), make_product(stock=5)
+    assert customer.post("/api/v1/orders/", order_of(sold_out.sku), "application/json").status_code == 409
+    creates = full_path.creates
+    client, body, extra = customer, order_of(sold_out.sku), {}
+    if case == "stock to sell":
+        body = order_of(other.sku)
+        assert customer.post("/api/v1/orders/", order_of(other.sku, 1000), "application/json").status_code == 409
+        creates = full_path.creates  # its mark shows 5 units: one is for sale
+    elif case == "an Idempotency-Key":
+        extra = {"HTTP_IDEMPOTENCY_KEY": "hot-path-1"}
+    elif case == "two lines":
+        body = {"items": [{"sku": sold_out.sku, "quantity": 1}, {"sku": other.sku, "quantity": 1}]}
+    elif case == "an e-mail in the body":
+        body = {**body, "email": "someone@example.com"}
+    elif case == "a quantity as text":
+        body = {"items": [{"sku": sold_out.sku, "quantity": "1"}]}
+    elif case == "staff":
+        client = token_client(StaffFactory.create(is_superuser=True))
+
+    # when the order is placed
+    if case == "Redis unreachable":
+        with override_settings(CACHES=UNREACHABLE_REDIS):
+            response = client.post("/api/v1/orders/", body, "application/json", **extra)
+    else:
+        response = client.post("/api/v1/orders/", body, "application/json", **extra)
+
+    # then the full path answered, as it always has
+    assert response.status_code == status, response.content
+    assert full_path.creates == creates + 1
