@@ -18,7 +18,9 @@ import httpx
 import pytest
 from django.db import connection, transaction
 
+from core.models import OutboxMessage
 from inventory.models import Product, StockLedgerEntry
+from notifications.models import EmailNotification
 from orders.models import Order, OrderLine, OrderStatus
 from orders.services import OrderItem, order_place, order_reserve
 from tests.factories import make_product
@@ -193,7 +195,7 @@ def placement_waits() -> int:
         return int(cursor.fetchone()[0])
 
 
-def test_orders_placed_on_a_stale_read_of_the_stock_claim_only_what_is_left():
+def test_orders_placed_on_a_stale_read_of_the_stock_claim_only_what_is_left(live_worker):
     # given 1 unit of a SKU, and 16 customers whose placements have all read it as available and
     # wait to claim it (its row is held locked meanwhile; a plain read does not wait for a lock)
     product = make_product("RUSH-CLAIM", stock=1)
@@ -216,3 +218,14 @@ def test_orders_placed_on_a_stale_read_of_the_stock_claim_only_what_is_left():
     assert Counter(type(result).__name__ for result in results) == {"Order": 1, "SoldOut": STALE_RACERS - 1}
     assert Order.objects.filter(lines__product=product).count() == 1
     assert Product.objects.get(pk=product.pk).claimed == 1
+    # and the worker reserves the accepted one (waited for, with its e-mail: nothing may still be
+    # writing when the test database is emptied)
+    wait_until(
+        lambda: (
+            Order.objects.filter(lines__product=product, status=OrderStatus.RESERVED).exists()
+            and not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+            and not EmailNotification.objects.filter(status=EmailNotification.Status.PENDING).exists()
+        ),
+        timeout=60,
+        message="the accepted order reserved and its e-mail sent",
+    )
