@@ -51,6 +51,25 @@ PROBE_WAIT_SECONDS = 5
 WAKE_JITTER_SECONDS = 5
 
 
+# A closed circuit, failures forgotten: what a success, staff closing it and reactivating the
+# endpoint all write.
+CIRCUIT_CLOSED: dict[str, Any] = {
+    "circuit_state": CircuitState.CLOSED,
+    "consecutive_failures": 0,
+    "consecutive_failure_seconds": 0,
+    "failing_since": None,
+    "circuit_openings": 0,
+    "circuit_retry_at": None,
+}
+
+
+def circuit_close(endpoint: WebhookEndpoint) -> list[str]:
+    """Set a (locked) endpoint's circuit closed, failures forgotten; returns the fields to save."""
+    for field, value in CIRCUIT_CLOSED.items():
+        setattr(endpoint, field, value)
+    return list(CIRCUIT_CLOSED)
+
+
 @dataclass(frozen=True)
 class Admission:
     """Whether a delivery may be sent now (``wait_seconds`` None), and whether it is the probe."""
@@ -100,14 +119,7 @@ def circuit_record(*, endpoint_id: int, verdict: Verdict, now: datetime, seconds
     if verdict is not Verdict.RETRY:  # the endpoint answered: it is there
         WebhookEndpoint.objects.filter(
             Q(consecutive_failures__gt=0) | ~Q(circuit_state=CircuitState.CLOSED), pk=endpoint_id
-        ).update(
-            circuit_state=CircuitState.CLOSED,
-            consecutive_failures=0,
-            consecutive_failure_seconds=0,
-            failing_since=None,
-            circuit_openings=0,
-            circuit_retry_at=None,
-        )
+        ).update(**CIRCUIT_CLOSED)
         return None
     endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
     endpoint.consecutive_failures += 1
@@ -153,28 +165,14 @@ def webhook_endpoint_circuit_set(*, endpoint_id: int, state: str, actor: Any) ->
         endpoint = webhook_endpoint_lock(endpoint_id=endpoint_id)
         before = {"circuit_state": endpoint.circuit_state, "circuit_retry_at": endpoint.circuit_retry_at}
         if state == CircuitState.CLOSED:
-            endpoint.circuit_state = CircuitState.CLOSED
-            endpoint.consecutive_failures = 0
-            endpoint.consecutive_failure_seconds = 0
-            endpoint.failing_since = None
-            endpoint.circuit_openings = 0
-            endpoint.circuit_retry_at = None
+            circuit_close(endpoint)
         elif state == CircuitState.OPEN:
             endpoint.circuit_state = CircuitState.OPEN
             endpoint.circuit_openings = max(endpoint.circuit_openings, 1)
             endpoint.circuit_retry_at = now + timedelta(seconds=settings.WEBHOOK_CIRCUIT_COOLDOWN_MAX_SECONDS)
         else:
             raise CircuitChangeRefused(f"A circuit can be set to closed or open, not {state!r}.")
-        endpoint.save(
-            update_fields=[
-                "circuit_state",
-                "consecutive_failures",
-                "consecutive_failure_seconds",
-                "failing_since",
-                "circuit_openings",
-                "circuit_retry_at",
-            ]
-        )
+        endpoint.save(update_fields=list(CIRCUIT_CLOSED))
         audit_record(
             actor=actor,
             action="webhook_endpoint.circuit",

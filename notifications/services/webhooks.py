@@ -24,7 +24,6 @@ from notifications.errors import InvalidEventTypes, UnsafeWebhookUrl
 from notifications.lock_objects import endpoint_slot, send_lock, webhook_endpoint_lock
 from notifications.models import (
     PING_EVENT_TYPE,
-    CircuitState,
     DeliveryAttempt,
     EventType,
     NotificationEvent,
@@ -32,7 +31,7 @@ from notifications.models import (
     WebhookEndpoint,
 )
 from notifications.selectors import webhook_delivery_blocking, webhook_endpoint_get
-from notifications.services.circuit import circuit_admit, circuit_record
+from notifications.services.circuit import circuit_admit, circuit_close, circuit_record
 from notifications.services.publishing import WEBHOOK_DELIVERY_TASK
 from notifications.signing import webhook_body, webhook_headers, webhook_secret_generate
 from notifications.ssrf import address_refusal, url_refusal
@@ -136,18 +135,8 @@ def webhook_endpoint_update(
             endpoint.active = active
             fields.append("active")
             if active:
-                endpoint.circuit_state = CircuitState.CLOSED
-                endpoint.consecutive_failures = 0
-                endpoint.consecutive_failure_seconds = 0
-                endpoint.failing_since = None
-                endpoint.circuit_openings = 0
-                endpoint.circuit_retry_at = None
                 endpoint.disabled_at = None
-                fields += [
-                    "circuit_state", "consecutive_failures", "consecutive_failure_seconds", "failing_since",
-                    "circuit_openings",
-                    "circuit_retry_at", "disabled_at",
-                ]  # fmt: skip
+                fields += [*circuit_close(endpoint), "disabled_at"]
         if fields:
             endpoint.save(update_fields=fields)
         _endpoint_audit(actor=actor, action="webhook_endpoint.change", endpoint=endpoint, before=before)
