@@ -4,7 +4,7 @@ A copy is ``[version, data]`` under a key, where the version is a list of intege
 with every committed change of the original (compared element by element). Used for an order's
 representation (orders/cache.py) and the stock marks (inventory/stock_marks.py).
 
-- ``copies_store`` writes a copy only if Redis holds none or an older one, in one script per key,
+- ``copies_store`` writes a copy only if Redis holds none or an older one, in one script call,
   so on-commit hooks that run out of commit order, and read-through copies taken from the
   database while a change committed, never leave the older state behind;
 - a write that fails deletes the key instead; every copy expires, so a copy that could not be
@@ -17,7 +17,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,21 +28,25 @@ from django_redis import get_redis_connection
 
 logger = logging.getLogger(__name__)
 
-# KEYS[1]: the copy; ARGV[1]: the new copy's JSON, ARGV[2]: seconds. Written only if newer.
+# KEYS: the copies; ARGV[2k-1]: the k-th new copy's JSON, ARGV[2k]: its seconds. Each is written
+# only if newer than the copy there. One script call for all: one round trip however many copies.
 _WRITE_SCRIPT = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local old = cjson.decode(current)[1]
-  local new = cjson.decode(ARGV[1])[1]
-  local newer = false
-  for i = 1, #new do
-    if old[i] == nil or new[i] > old[i] then newer = true break end
-    if new[i] < old[i] then break end
+for k = 1, #KEYS do
+  local value = ARGV[2 * k - 1]
+  local newer = true
+  local current = redis.call('GET', KEYS[k])
+  if current then
+    local old = cjson.decode(current)[1]
+    local new = cjson.decode(value)[1]
+    newer = false
+    for i = 1, #new do
+      if old[i] == nil or new[i] > old[i] then newer = true break end
+      if new[i] < old[i] then break end
+    end
   end
-  if not newer then return 0 end
+  if newer then redis.call('SET', KEYS[k], value, 'EX', tonumber(ARGV[2 * k])) end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
-return 1
+return 0
 """
 
 
@@ -61,13 +67,11 @@ def copies_store(copies: Sequence[Copy]) -> None:
     if not copies:
         return
     try:
-        client = _redis()
-        script = client.register_script(_WRITE_SCRIPT)
-        pipe = client.pipeline(transaction=False)
+        args: list[Any] = []
         for copy in copies:
-            value = json.dumps([list(copy.version), copy.data], separators=(",", ":"))
-            script(keys=[copy.key], args=[value, copy.seconds], client=pipe)
-        pipe.execute()
+            args += [json.dumps([list(copy.version), copy.data], separators=(",", ":")), copy.seconds]
+        # EVALSHA, and the script loaded only when Redis does not have it yet (redis-py's Script).
+        _redis().register_script(_WRITE_SCRIPT)(keys=[copy.key for copy in copies], args=args)
     except Exception:  # Redis is only an accelerator
         logger.warning("Could not write %d cached copies; dropping them", len(copies), exc_info=True)
         copies_drop(keys=[copy.key for copy in copies])
@@ -88,10 +92,34 @@ def copies_drop(*, keys: Sequence[str]) -> None:
         logger.warning("Could not drop cached copies %s", ", ".join(keys), exc_info=True)
 
 
+# Copies a request has read already, each to be served once more, to the request's next read of
+# it, without a round trip (``copies_read_ahead``).
+_read_ahead: ContextVar[dict[str, Any] | None] = ContextVar("copies_read_ahead", default=None)
+
+
+@contextmanager
+def copies_read_ahead(found: dict[str, Any]) -> Iterator[None]:
+    """Serve these copies (key: data, as ``copies_read`` gave them moments ago) to the first read
+    of them inside the block, as that read's answer.
+
+    For a request that read copies before knowing it needed them (orders/middleware.py reads a
+    token's copy and a stock mark, then leaves the request to the full path, which reads both
+    again): one read of each, not two.
+    """
+    reset = _read_ahead.set(dict(found))
+    try:
+        yield
+    finally:
+        _read_ahead.reset(reset)
+
+
 def copies_read(*, keys: Sequence[str], quiet: bool = False) -> list[Any | None]:
     """The data of each key's copy, in one round trip; None where there is none, or for every
     key when Redis is unavailable (logged, unless ``quiet``: a caller that falls back on one
     which logs)."""
+    ahead = _read_ahead.get()
+    if ahead and all(key in ahead for key in keys):
+        return [ahead.pop(key) for key in keys]
     try:
         values = _redis().mget(list(keys))
     except Exception:

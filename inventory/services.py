@@ -317,10 +317,18 @@ def stock_claim_ctes(*, lines: Sequence[tuple[int, int]], condition: str = "TRUE
     )
 
 
-def stock_claim_marks_write(rows: Sequence[Sequence[object]]) -> None:
-    """Store the marks (``MARK_COLUMNS`` rows) a claiming statement returned, on commit (at once
-    if the statement was its own transaction)."""
-    stock_marks_write_on_commit(_marks(rows))
+def stock_claim_marks_write(rows: Sequence[Sequence[object]], *, refusing_from: int) -> None:
+    """Store the marks (``MARK_COLUMNS`` rows) a claiming statement returned that could refuse a
+    line, on commit (at once if the statement was its own transaction).
+
+    A claim only lowers the unclaimed stock. Its mark is written when it leaves less than
+    ``refusing_from`` (the most units a line may ask for) free: above that, no line is refused
+    whether the mark says the old figure or the new one, and the write would cost every order a
+    Redis round trip for nothing. So a mark is exact below ``refusing_from`` and, above it, says
+    at least that much, as the truth does (every change that raises the unclaimed stock writes
+    its mark).
+    """
+    stock_marks_write_on_commit(mark for mark in _marks(rows) if mark.free < refusing_from)
 
 
 _RELEASE_LEDGER_SQL = """

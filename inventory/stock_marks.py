@@ -4,10 +4,12 @@ A *stock mark* is what order placement needs to refuse an order as sold out: the
 currency, whether it is for sale and ``available - claimed``, versioned by (product id,
 ``Product.stock_version``). Every statement that changes a product's stock or claims (or its
 sale state) raises ``stock_version`` and returns the new mark; the transaction's on-commit hook
-writes it (``stock_marks_write_on_commit``). It is a versioned copy (core/copies.py): a mark is
-replaced only by a newer one, dropped when it cannot be written, and expires after
-``MARK_SECONDS``. PostgreSQL stays the only truth: a mark that says "enough" is never trusted to
-accept an order (placement reads the products then); only a refusal is answered from it.
+writes it (``stock_marks_write_on_commit``), but for an order's claim that leaves more free than
+any line may ask for: it cannot refuse anything either way (``stock_claim_marks_write``). It is
+a versioned copy (core/copies.py): a mark is replaced only by a newer one, dropped when it cannot
+be written, and expires after ``MARK_SECONDS``. PostgreSQL stays the only truth: a mark that
+says "enough" is never trusted to accept an order (placement reads the products then); only a
+refusal is answered from it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from core.openapi import raises
 from core.pagination import CursorPage, OldestFirstCursorPage
 from core.permissions import STAFF_ACTIONS, staff_may
 from core.throttling import FailOpenUserRateThrottle
-from orders.models import Actor, OrderEvent, OrderStatus
+from orders.models import MAX_QUANTITY, Actor, OrderEvent, OrderStatus
 from orders.payloads import OrderOutputSerializer, order_payload, orders_payload
 from orders.selectors import (
     OrderNotFound,
@@ -39,9 +39,9 @@ from orders.services import (
 from orders.services.payments import InvalidPaymentPayload, InvalidSignature
 from orders.services.transitions import InvalidTransition, TransitionNotPermitted
 
-# The input's shape (the business rules are order_place's): the order lines' constraint.
+# The input's shape (the business rules are order_place's): at most this many lines, of at most
+# MAX_QUANTITY units each (the order lines' constraint).
 MAX_LINES = 100
-MAX_QUANTITY = 1000
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",

@@ -121,6 +121,10 @@ class Order(ConcurrentTransitionMixin, models.Model):
         pass
 
 
+# The most units one order line may ask for (a constraint of the table, and the API's input shape).
+MAX_QUANTITY = 1000
+
+
 class OrderLine(models.Model):
     """A line of an order, with a snapshot of the product as it was sold."""
 
@@ -136,7 +140,9 @@ class OrderLine(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["order", "product"], name="order_line_unique_product"),
-            models.CheckConstraint(condition=Q(quantity__gte=1, quantity__lte=1000), name="order_line_quantity_range"),
+            models.CheckConstraint(
+                condition=Q(quantity__gte=1, quantity__lte=MAX_QUANTITY), name="order_line_quantity_range"
+            ),
         ]
         # The newest orders of a product first (the admin's search by SKU).
         indexes = [models.Index(fields=["product", "-order"], name="order_line_product_order_idx")]

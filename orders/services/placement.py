@@ -20,7 +20,7 @@ from inventory.stock_marks import StockMark, stock_marks_read, stock_marks_write
 from orders.activity import activity_sold_out_count
 from orders.error_codes import OrderErrorCode
 from orders.metrics import order_created_count
-from orders.models import Actor, Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
+from orders.models import MAX_QUANTITY, Actor, Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
 from orders.services.reservation import RESERVE_TASK
 
 
@@ -267,7 +267,7 @@ def _order_write(
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     # Read under the products' locks: the committed state (as of this transaction's commit).
-    stock_claim_marks_write([row[3:] for row in rows])
+    stock_claim_marks_write([row[3:] for row in rows], refusing_from=MAX_QUANTITY)
     if not rows or rows[0][0] is None:
         return _Refused(short=[str(row[5]) for row in rows if not row[2]], gone=len(rows) < len(products))
     order = Order(

@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
+from core import copies
 from core.tokens import api_tokens_issue_bulk
 from orders.apis import OrderCreateApi, OrderCreateThrottle, OrderDetailApi
 from orders.services import order_reserve
@@ -259,3 +260,30 @@ def test_the_full_path_answers_the_orders_the_marks_cannot_refuse(full_path, cas
     # then the full path answered, as it always has
     assert response.status_code == status, response.content
     assert full_path.creates == creates + 1
+
+
+def test_an_order_the_marks_do_not_refuse_reads_the_token_and_the_mark_from_redis_once(full_path, monkeypatch):
+    # given a customer whose token is cached and a SKU with stock whose mark Redis holds
+    customer = token_client(UserFactory())
+    product = make_product(stock=5)
+    assert customer.post("/api/v1/orders/", order_of(product.sku, 1000), "application/json").status_code == 409
+    reads: list[list[str]] = []
+    redis = copies._redis()
+
+    class CountingRedis:
+        def __getattr__(self, name):
+            return getattr(redis, name)
+
+        def mget(self, keys):
+            reads.append(list(keys))
+            return redis.mget(keys)
+
+    monkeypatch.setattr(copies, "_redis", CountingRedis)
+
+    # when the customer orders one of it
+    response = customer.post("/api/v1/orders/", order_of(product.sku), "application/json")
+
+    # then the full path placed it, with what the hot path had read: one round trip for both copies
+    assert response.status_code == 202, response.content
+    assert full_path.creates == 2
+    assert len(reads) == 1 and len(reads[0]) == 2, reads

@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from inventory.models import Product
 from inventory.services import stock_adjust
 from inventory.stock_marks import MARK_SECONDS, StockMark, stock_marks_drop, stock_marks_read, stock_marks_store
-from orders.models import Actor, Order, OrderStatus
+from orders.models import MAX_QUANTITY, Actor, Order, OrderStatus
 from orders.services import order_cancel, order_expire_overdue, order_mark_paid, order_refund, order_reserve
 from tests.factories import UserFactory, make_product
 
@@ -82,6 +82,26 @@ def test_the_database_refusal_writes_the_mark_the_next_refusal_uses(django_asser
     assert any("inventory_product" in query["sql"] for query in first.captured_queries)
     with django_assert_num_queries(0):
         assert place(client, "LOST").status_code == 409
+
+
+def test_an_order_writes_its_mark_only_once_the_mark_can_refuse_a_line(django_assert_num_queries):
+    # given a SKU with five units more than a line may ask for, and no mark in Redis
+    customer = UserFactory()
+    client = client_of(customer)
+    make_product(sku="PLENTY", stock=MAX_QUANTITY + 5)
+    stock_marks_drop(skus=["PLENTY"])
+
+    # when an order leaves more free than any line may ask for, no mark is written (none could refuse)
+    assert place(client, "PLENTY").status_code == 202
+    assert stock_marks_read(skus=["PLENTY"]) == {}
+
+    # when the next leaves less, its mark is written, exact
+    assert place(client, "PLENTY", quantity=5).status_code == 202
+    assert stock_marks_read(skus=["PLENTY"])["PLENTY"].free == MAX_QUANTITY - 1
+
+    # and a line asking for more than that is refused from it, without a database query
+    with django_assert_num_queries(0):
+        assert place(client, "PLENTY", quantity=MAX_QUANTITY).status_code == 409
 
 
 def sold_out_by_a_pending_order(sku: str) -> tuple[APIClient, int]:
