@@ -380,6 +380,7 @@ class Bench:
         tails, answered_in, accepted, loads = [], [], [], []
         ok = True
         socket_errors = errors = 0  # attempts never answered; answered with anything but 202 or 409
+        error_kinds: dict[str, int] = {}  # wrk's socket errors by kind (connect, read, write, timeouts)
         for _ in range(self.args.runs):
             self.wait_idle()
             product = self.product(stock=stock)
@@ -398,10 +399,13 @@ class Bench:
             ok &= counts.get(OrderStatus.RESERVED, 0) == stock and sum(counts.values()) == created
             ok &= product.available == 0
             socket_errors += load.socket_errors + (attempts - load.answered)
+            for kind, count in load.socket_error_kinds.items():
+                error_kinds[kind] = error_kinds.get(kind, 0) + count
             errors += load.failed - load.refused
             accepted.append(created)
             loads.append(load)
         window = self.args.flash_window
+        kinds = f" ({', '.join(f'{kind} {n}' for kind, n in sorted(error_kinds.items()))})" if error_kinds else ""
         self.rows.append(
             Row(
                 name=f"flash sale: {attempts:,} attempts, 1 SKU, {stock:,} units, "
@@ -409,7 +413,7 @@ class Bench:
                 result=f"all final {spread(tails, '{:.1f}')} s after the last 202"
                 + ("; exactly the stock reserved" if ok else "; WRONG COUNTS")
                 + f"; {spread(accepted, '{:,.0f}')} accepted (202), the rest refused as sold out (409)"
-                + f"; {socket_errors} socket error(s), {errors} other error(s)",
+                + f"; {socket_errors} socket error(s){kinds}, {errors} other error(s)",
                 framework=f"all {attempts:,} answered in {spread(answered_in, '{:.1f}')} s",
                 bare="-",
                 framework_ratio="-",

@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.system import DIE_WITH_PARENT
@@ -17,6 +17,7 @@ SCRIPT = Path(__file__).resolve().parent / "wrk" / "load.lua"
 # wrk's one thread uses a fraction of a core at these rates (reported with every result); a
 # second thread would only compete with the server for the machine's cores.
 THREADS = 1
+SOCKET_ERRORS = ("connect_errors", "read_errors", "write_errors", "timeouts")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     generator_cpu: float  # wrk's CPU time over its run time: 1.0 is one core
+    socket_error_kinds: dict[str, int] = field(default_factory=dict)  # of socket_errors, by kind
 
     @property
     def throughput(self) -> float:
@@ -89,7 +91,8 @@ def run_wrk(
         answered=summary["answered"],
         failed=summary["failed"],
         refused=summary["refused"],
-        socket_errors=sum(summary[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")),
+        socket_errors=sum(summary[k] for k in SOCKET_ERRORS),
+        socket_error_kinds={k.removesuffix("_errors"): summary[k] for k in SOCKET_ERRORS if summary[k]},
         seconds=summary["duration_us"] / 1e6,
         p50_ms=summary["p50_us"] / 1e3,
         p99_ms=summary["p99_us"] / 1e3,
