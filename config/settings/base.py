@@ -92,11 +92,12 @@ TEMPLATES = [
 
 DATABASES = {
     # django-prometheus's wrapper of Django's PostgreSQL backend (psycopg 3): counts connections,
-    # queries and errors for /metrics (django_db_*); otherwise it is Django's own backend.
+    # queries and errors for /metrics (django_db_*); otherwise it is Django's own backend, but
+    # for a health check that needs no query (config/database/base.py).
     "default": env.db_url(
         "DATABASE_URL",
         default="postgres://postgres@127.0.0.1:5432/orders",
-        engine="django_prometheus.db.backends.postgresql",
+        engine="config.database",
     ),
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
