@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from core.auth import authenticated_user
 from core.openapi import raises
 from core.permissions import staff_permission
-from inventory.models import Product
+from inventory.models import SKU_MAX_LENGTH, Product
 from inventory.selectors import ProductNotFound, product_get, product_list
 from inventory.services import (
     InsufficientStockForAdjustment,
@@ -49,7 +49,7 @@ class ProductCreateApi(APIView):
         class Meta:
             ref_name = "ProductCreateInput"
 
-        sku = serializers.RegexField(SKU_PATTERN, max_length=64)
+        sku = serializers.RegexField(SKU_PATTERN, max_length=SKU_MAX_LENGTH)
         name = serializers.CharField(max_length=200)
         price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
         currency = serializers.RegexField(r"^[A-Z]{3}$", default="USD")

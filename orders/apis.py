@@ -18,6 +18,7 @@ from core.openapi import raises
 from core.pagination import CursorPage, OldestFirstCursorPage
 from core.permissions import STAFF_ACTIONS, staff_may
 from core.throttling import FailOpenUserRateThrottle
+from inventory.models import SKU_MAX_LENGTH
 from orders.models import MAX_QUANTITY, Actor, OrderEvent, OrderStatus
 from orders.payloads import OrderOutputSerializer, order_payload, orders_payload
 from orders.selectors import (
@@ -107,7 +108,7 @@ class OrderCreateApi(APIView):
             class Meta:
                 ref_name = "OrderCreateItem"
 
-            sku = serializers.CharField(max_length=64)
+            sku = serializers.CharField(max_length=SKU_MAX_LENGTH)
             quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
 
         items = ItemSerializer(many=True, allow_empty=False, max_length=MAX_LINES)  # type: ignore[call-arg]

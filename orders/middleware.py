@@ -51,6 +51,7 @@ from knox.settings import knox_settings
 from core.copies import copies_read, copies_read_ahead
 from core.errors import error_body, response_unlogged
 from core.token_cache import TokenCustomer, token_cache_key, token_copy_customer
+from inventory.models import SKU_MAX_LENGTH
 from inventory.stock_marks import StockMark, stock_mark_key
 from orders.activity import activity_sold_out_count
 from orders.apis import OrderCreateThrottle
@@ -63,7 +64,6 @@ _LIST_PATH = "/api/v1/orders/"
 _JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 # A body longer than this is not one plain line: the full path reads it.
 _MAX_BODY_BYTES = 1024
-_SKU_MAX_LENGTH = 64
 # What the REST framework adds to every answer of the views, by URL name.
 _API_HEADERS = {
     "order-detail": {"Vary": "Accept", "Allow": "GET, HEAD, OPTIONS"},
@@ -208,7 +208,7 @@ def _one_plain_line(data: Any) -> tuple[str, int]:
     sku, quantity = line.get("sku"), line.get("quantity")
     if line.keys() != {"sku", "quantity"} or not isinstance(sku, str) or type(quantity) is not int:
         raise ValueError("not one plain line")
-    if not (0 < len(sku) <= _SKU_MAX_LENGTH and sku == sku.strip() and "\x00" not in sku):
+    if not (0 < len(sku) <= SKU_MAX_LENGTH and sku == sku.strip() and "\x00" not in sku):
         raise ValueError("not one plain line")
     if not 1 <= quantity <= MAX_QUANTITY:
         raise ValueError("not one plain line")

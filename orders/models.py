@@ -18,6 +18,8 @@ from django.db.models.functions import Upper
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from inventory.models import SKU_MAX_LENGTH
+
 
 class OrderStatus(models.TextChoices):
     PENDING = "pending"
@@ -132,7 +134,7 @@ class OrderLine(models.Model):
     # an order's lines, and (product, order) below the orders of a product.
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
     product = models.ForeignKey("inventory.Product", on_delete=models.PROTECT, related_name="+", db_index=False)
-    sku = models.CharField(max_length=64)
+    sku = models.CharField(max_length=SKU_MAX_LENGTH)
     name = models.CharField(max_length=200)
     unit_price = models.DecimalField(max_digits=12, decimal_places=2)
     quantity = models.PositiveIntegerField()
