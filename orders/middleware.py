@@ -100,6 +100,8 @@ class OrderHotPathMiddleware:
                 response = self._refuse(request, found)
         if response is not None:
             return response
+        if not found:  # nothing read: every other request goes on untouched
+            return self.get_response(request)
         with copies_read_ahead(found):
             return self.get_response(request)
 
