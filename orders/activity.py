@@ -180,7 +180,12 @@ def activity_flush_if_due(**kwargs: Any) -> None:
         _tally.flush_if_due()
 
 
-atexit.register(_tally.flush)
+def activity_flush() -> None:
+    """Write the counts kept in memory now (as a process ends)."""
+    _tally.flush()
+
+
+atexit.register(activity_flush)
 
 
 # --- What the dashboard draws --------------------------------------------------------------

@@ -186,9 +186,14 @@ STALE_RACERS = 16
 
 
 def placement_waits() -> int:
-    """How many placing statements of this database wait for a lock (``pg_locks`` is read afresh
-    each time). Only theirs: a worker's task of an earlier test may be waiting for a lock too."""
+    """How many placing statements of this database wait for a lock. Only theirs: a worker's task
+    of an earlier test may be waiting for a lock too.
+
+    Called inside a transaction: ``pg_stat_activity`` is read once per transaction unless its
+    snapshot is cleared, and would not list the connections opened since.
+    """
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid IN ("
             " SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
