@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from pytest_django import DjangoDbBlocker
 from rest_framework.test import APIClient
 
 from inventory.stock_marks import stock_marks_clear
@@ -193,14 +194,21 @@ def no_publishing_outside_flow_tests(request: pytest.FixtureRequest, monkeypatch
 
 
 @pytest.fixture(scope="session", autouse=True)
-def readiness_connections_closed(django_db_setup: None, django_db_blocker) -> Iterator[None]:
+def readiness_connections_closed(django_db_setup: None) -> Iterator[None]:
     """A /readyz answered in this process leaves its checks' connections open (that is their
-    point); close them before the test database is dropped, which open connections prevent.
-    The sold-out refusals this process counted are written before it too."""
+    point); close them before the test database is dropped, which open connections prevent."""
     yield
     from core.health import readiness_reset
-    from orders.activity import activity_flush
 
     readiness_reset()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def activity_counts_written(django_db_setup: None, django_db_blocker: DjangoDbBlocker) -> Iterator[None]:
+    """Sold-out refusals counted in this process are written when it exits; write them before
+    the test database, and their table, are dropped."""
+    yield
+    from orders.activity import activity_flush
+
     with django_db_blocker.unblock():
-        activity_flush()  # refusals counted in this process, written while their table still exists
+        activity_flush()
