@@ -115,6 +115,12 @@ class OutboxRowInsert:
     message: OutboxMessage  # the row as written, but for its args: ``outbox_row_written`` fills them in
 
 
+def outbox_row_insert_sql(*, args_sql: str, source: str) -> str:
+    """The SQL of :func:`outbox_row_insert`, for a statement defined once (its values are the
+    named parameters ``outbox_row_insert`` gives)."""
+    return _ROW_INSERT_SQL.format(args=args_sql, source=source)
+
+
 def outbox_row_insert(*, task_name: str, args_sql: str, source: str) -> OutboxRowInsert:
     """The ``INSERT ... SELECT ... FROM source`` of one outbox row, for a statement of the caller's.
 
@@ -137,7 +143,7 @@ def outbox_row_insert(*, task_name: str, args_sql: str, source: str) -> OutboxRo
         "outbox_traceparent": message.traceparent,
         "outbox_created_at": message.created_at,
     }
-    return OutboxRowInsert(_ROW_INSERT_SQL.format(args=args_sql, source=source), params, message)
+    return OutboxRowInsert(outbox_row_insert_sql(args_sql=args_sql, source=source), params, message)
 
 
 def outbox_row_written(row: OutboxRowInsert, *, args: list[Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -9,10 +10,11 @@ from typing import NoReturn
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from core.errors import Conflict, FieldError, InvalidFields
-from core.outbox import outbox_row_insert, outbox_row_written
+from core.outbox import outbox_row_insert, outbox_row_insert_sql, outbox_row_written
 from inventory.models import Product
 from inventory.selectors import products_by_sku
 from inventory.services import stock_claim_ctes, stock_claim_marks_write
@@ -171,13 +173,22 @@ class _Refused:
 # Placing an order is one statement: the stock claims (inventory's CTEs, all or nothing, locked
 # in product-id order), then, only if every line was claimed, the order, its lines, its first
 # event and its reservation task's outbox row. An order and its outbox row therefore commit
-# together, and a refused order writes nothing. ``placement_allowed`` is the open-order cap,
-# counted after the customer's row lock (its own statement, before this one) and over at most
-# the cap's number of index entries (the customer's orders of one status, orders/models.py).
-# The answer: one row per product, with its stock mark as the statement left it and whether its
-# unclaimed stock serves its line; placed, with the new order's id and the line's.
+# together, and a refused order writes nothing. ``placement_allowed`` is the open-order cap
+# (none when ``cap`` is null), counted after the customer's row lock (its own statement, before
+# this one) and over at most the cap's number of index entries (the customer's orders of one
+# status, orders/models.py). The answer: one row per product, with its stock mark as the
+# statement left it and whether its unclaimed stock serves its line; placed, with the new
+# order's id and the line's.
+_RESERVE_TASK_ARGS = "jsonb_build_array(new_order.id)"
 _PLACE_SQL = f"""
-    WITH placement_allowed AS (SELECT {{allowed}} AS allowed),
+    WITH placement_allowed AS (
+        SELECT %(cap)s IS NULL OR (
+            SELECT count(*) < %(cap)s FROM (
+                SELECT 1 FROM {Order._meta.db_table}
+                WHERE customer_id = %(customer_id)s AND status IN (%(pending)s, %(reserved)s) LIMIT %(cap)s
+            ) AS open_order
+        ) AS allowed
+    ),
     {{claim_ctes}},
     new_order AS (
         INSERT INTO {Order._meta.db_table} (customer_id, email, status, currency, total, created_at, updated_at)
@@ -209,13 +220,84 @@ _PLACE_SQL = f"""
     SELECT NULL, NULL, servable, id, stock_version, sku, currency, active, free
     FROM claim_locked WHERE NOT EXISTS (SELECT FROM claims)
 """  # noqa: S608 - the table names are the models'; every value is a parameter
+_PLACE_SQL = _PLACE_SQL.format(
+    # The claim's SQL is the same for any lines: they are parameters.
+    claim_ctes=stock_claim_ctes(lines=[], condition="(SELECT allowed FROM placement_allowed)").sql,
+    outbox_insert=outbox_row_insert_sql(args_sql=_RESERVE_TASK_ARGS, source="new_order"),
+)
 
-_OPEN_ORDERS_UNDER_CAP = f"""(
-    SELECT count(*) < %(cap)s FROM (
-        SELECT 1 FROM {Order._meta.db_table}
-        WHERE customer_id = %(customer_id)s AND status IN (%(pending)s, %(reserved)s) LIMIT %(cap)s
-    ) AS open_order
-)"""  # noqa: S608
+# The statement runs as a PL/pgSQL function of the database, ``orders_place``: PL/pgSQL keeps a
+# statement's plan for the rest of the server connection's life, where the statement sent as
+# text is planned again on every order (about 1 ms of PostgreSQL's time, as much as running it).
+# Nothing is prepared on the client's side, so PgBouncer's transaction pooling is unaffected.
+# ``migrate`` installs the function as this module defines it (``place_function_install``).
+PLACE_FUNCTION = "orders_place"
+# The function's parameters: the statement's, each ``p_`` + its name, with its type.
+_PLACE_PARAMETERS = {
+    "cap": "integer",
+    "customer_id": "integer",
+    "pending": "text",
+    "reserved": "text",
+    "claim_ids": "bigint[]",
+    "claim_quantities": "integer[]",
+    "claim_lines": "integer",
+    "email": "text",
+    "status": "text",
+    "currency": "text",
+    "total": "numeric",
+    "created_at": "timestamptz",
+    "line_products": "bigint[]",
+    "line_skus": "text[]",
+    "line_names": "text[]",
+    "line_prices": "numeric[]",
+    "line_quantities": "integer[]",
+    "event_kind": "text",
+    "event_actor": "text",
+    "event_reason": "text",
+    "outbox_id": "uuid",
+    "outbox_task_name": "text",
+    "outbox_request_id": "text",
+    "outbox_traceparent": "text",
+    "outbox_created_at": "timestamptz",
+}
+_PARAMETER = re.compile(r"%\((\w+)\)s")
+if set(_PARAMETER.findall(_PLACE_SQL)) != set(_PLACE_PARAMETERS):
+    raise ImproperlyConfigured("orders_place: the statement's parameters and the function's differ")
+
+# Column names win over the function's own (``sku``, ``free``... are both); the result's types
+# are the statement's columns' (varchar's length is not part of a type here).
+_PLACE_BODY = f"""
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY {_PARAMETER.sub(lambda found: f"p_{found[1]}", _PLACE_SQL).strip()};
+END
+"""
+_PLACE_FUNCTION_SQL = f"""
+CREATE FUNCTION {PLACE_FUNCTION}({", ".join(f"p_{name} {kind}" for name, kind in _PLACE_PARAMETERS.items())})
+RETURNS TABLE (
+    order_id bigint, line_id bigint, servable boolean, product_id bigint, stock_version bigint,
+    sku varchar, currency varchar, active boolean, free integer
+)
+LANGUAGE plpgsql VOLATILE AS $place${_PLACE_BODY}$place$
+"""
+_PLACE_CALL = "SELECT * FROM {}({})".format(  # noqa: S608 - a constant: every value is a parameter
+    PLACE_FUNCTION, ", ".join(f"p_{name} => %({name})s::{kind}" for name, kind in _PLACE_PARAMETERS.items())
+)
+
+
+def place_function_install(*, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Install ``orders_place`` as this module defines it, unless the database has it so already;
+    returns whether it changed. Run by ``migrate`` (orders/apps.py), in one transaction: a
+    placement running meanwhile uses either definition, whole.
+    """
+    connection = connections[using]
+    with transaction.atomic(using=using), connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [PLACE_FUNCTION])
+        if [row[0] for row in cursor.fetchall()] == [_PLACE_BODY]:
+            return False
+        cursor.execute(f"DROP FUNCTION IF EXISTS {PLACE_FUNCTION}")
+        cursor.execute(_PLACE_FUNCTION_SQL)
+    return True
 
 
 def _order_write(
@@ -228,20 +310,12 @@ def _order_write(
     cap: int | None,
 ) -> Order | _Refused:
     """Write the order, its lines, first event, reservation task and stock claims in one statement
-    (``_PLACE_SQL``); returns the order, or what refused it. Call holding the customer's row lock
-    when ``cap`` is set.
+    (``_PLACE_SQL``, run by the database's ``orders_place``); returns the order, or what refused
+    it. Call holding the customer's row lock when ``cap`` is set.
     """
-    claim = stock_claim_ctes(
-        lines=[(p.pk, item.quantity) for p, item in zip(products, items, strict=True)],
-        condition="(SELECT allowed FROM placement_allowed)",
-    )
-    task = outbox_row_insert(task_name=RESERVE_TASK, args_sql="jsonb_build_array(new_order.id)", source="new_order")
+    claim = stock_claim_ctes(lines=[(p.pk, item.quantity) for p, item in zip(products, items, strict=True)])
+    task = outbox_row_insert(task_name=RESERVE_TASK, args_sql=_RESERVE_TASK_ARGS, source="new_order")
     created_at = task.message.created_at
-    sql = _PLACE_SQL.format(
-        allowed="TRUE" if cap is None else _OPEN_ORDERS_UNDER_CAP,
-        claim_ctes=claim.sql,
-        outbox_insert=task.sql,
-    )
     params = {
         **claim.params,
         **task.params,
@@ -264,7 +338,7 @@ def _order_write(
         "reserved": OrderStatus.RESERVED,
     }
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_PLACE_CALL, params)
         rows = cursor.fetchall()
     # Read under the products' locks: the committed state (as of this transaction's commit).
     stock_claim_marks_write([row[3:] for row in rows], refusing_from=MAX_QUANTITY)

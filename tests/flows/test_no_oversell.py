@@ -23,6 +23,7 @@ from inventory.models import Product, StockLedgerEntry
 from notifications.models import EmailNotification
 from orders.models import Order, OrderLine, OrderStatus
 from orders.services import OrderItem, order_place, order_reserve
+from orders.services.placement import PLACE_FUNCTION
 from tests.factories import make_product
 from tests.flows.support import (
     Api,
@@ -196,8 +197,8 @@ def placement_waits() -> int:
         cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid IN ("
-            " SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND query LIKE '%placement_allowed AS%')"
+            " SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE %s)",
+            [f"%{PLACE_FUNCTION}(%"],
         )
         return int(cursor.fetchone()[0])
 

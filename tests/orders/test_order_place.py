@@ -4,12 +4,14 @@ and why, and what placing writes."""
 import json
 
 import pytest
+from django.db import connection
 
 from core.errors import InvalidFields
 from core.models import OutboxMessage
 from notifications.models import NotificationEvent
 from orders.models import Order, OrderEvent
 from orders.services import OrderItem, SoldOut, order_place
+from orders.services.placement import PLACE_FUNCTION, place_function_install
 from tests.factories import UserFactory, make_product
 
 pytestmark = pytest.mark.django_db
@@ -252,3 +254,36 @@ def test_order_place_claims_the_stock_and_refuses_what_the_claims_leave_short():
     assert OutboxMessage.objects.get().args == [order.pk]
     # and the second wrote nothing
     assert Order.objects.count() == 1
+
+
+# --- the placing statement, a function of the database ----------------------------------------
+
+
+def function_source() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [PLACE_FUNCTION])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_migrate_installs_the_placing_function_as_the_code_defines_it():
+    # given the database migrate made
+    # when the function is installed again, then nothing changes: it is already the code's
+    assert place_function_install() is False
+    assert len(function_source()) == 1
+
+
+def test_an_older_placing_function_is_replaced_by_the_codes():
+    # given a database holding another definition of the function, under the same name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP FUNCTION {PLACE_FUNCTION}")
+        cursor.execute(f"CREATE FUNCTION {PLACE_FUNCTION}(p_cap integer) RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+
+    # when it is installed
+    changed = place_function_install()
+
+    # then the code's is the only one (installing it again changes nothing), and orders are placed with it
+    assert changed is True
+    assert (place_function_install(), len(function_source())) == (False, 1)
+    product = make_product(stock=3)
+    order = order_place(customer=UserFactory(), email=None, items=[OrderItem(product.sku, 2)])
+    assert (order.status, claimed(product)) == ("pending", 2)
