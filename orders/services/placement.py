@@ -290,8 +290,7 @@ def place_function_install(*, using: str = DEFAULT_DB_ALIAS) -> bool:
     returns whether it changed. Run by ``migrate`` (orders/apps.py), in one transaction: a
     placement running meanwhile uses either definition, whole.
     """
-    connection = connections[using]
-    with transaction.atomic(using=using), connection.cursor() as cursor:
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", [PLACE_FUNCTION])
         if [row[0] for row in cursor.fetchall()] == [_PLACE_BODY]:
             return False
