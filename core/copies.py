@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,6 +27,7 @@ from typing import Any
 
 from django.db import transaction
 from django_redis import get_redis_connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +124,7 @@ def copies_read(*, keys: Sequence[str], quiet: bool = False) -> list[Any | None]
     if ahead and all(key in ahead for key in keys):
         return [ahead.pop(key) for key in keys]
     try:
-        values = _redis().mget(list(keys))
+        values = _mget(keys)
     except Exception:
         if not quiet:
             logger.warning("Cached copies unavailable; reading from the database", exc_info=True)
@@ -133,6 +136,55 @@ def copies_read(*, keys: Sequence[str], quiet: bool = False) -> list[Any | None]
         except (ValueError, TypeError, IndexError):
             found.append(None)  # not a copy of this release: ignored, replaced by the next write
     return found
+
+
+class _KeptConnection(threading.local):
+    """The connection this thread reads copies on (``_mget``), and the pool whose settings made it."""
+
+    connection: Any = None
+    pool: Any = None
+    pid = 0
+
+
+_kept = _KeptConnection()
+
+
+def _kept_drop() -> None:
+    if _kept.connection is not None:
+        _kept.connection.disconnect()
+    _kept.connection = None
+
+
+def _mget(keys: Sequence[str]) -> list[bytes | None]:
+    """``MGET`` of ``keys`` on a connection this thread keeps, made with the settings of the
+    cache's connection pool (its address, credentials and timeouts).
+
+    Copies are read on every hot request (orders/middleware.py). Taking a connection from the
+    pool and giving it back costs about half the round trip itself in redis-py's client: the
+    pool checks each connection it hands out with a ``poll`` on its socket, and the client wraps
+    the command in its retry machinery. A connection kept for these reads only needs neither:
+    it is dropped on any error, so no half-read answer is ever left on it, and one the server
+    closed while it was idle (a Redis restart, its ``timeout``) is replaced by a new one once.
+    A new pool (other settings) or a forked process makes a new connection.
+    """
+    pool = _redis().connection_pool
+    for _ in range(2):
+        kept = _kept.connection is not None and _kept.pool is pool and _kept.pid == os.getpid()
+        if not kept:
+            _kept_drop()
+            _kept.connection = pool.connection_class(**pool.connection_kwargs)
+            _kept.pool, _kept.pid = pool, os.getpid()
+        try:
+            _kept.connection.send_command("MGET", *keys)
+            return list(_kept.connection.read_response())
+        except RedisConnectionError:
+            _kept_drop()
+            if not kept:  # a new connection failed: Redis is unavailable
+                raise
+        except BaseException:
+            _kept_drop()
+            raise
+    raise AssertionError("unreachable: the second attempt uses a new connection")
 
 
 def copies_clear(*, prefix: str) -> int:

@@ -268,17 +268,13 @@ def test_an_order_the_marks_do_not_refuse_reads_the_token_and_the_mark_from_redi
     product = make_product(stock=5)
     assert customer.post("/api/v1/orders/", order_of(product.sku, 1000), "application/json").status_code == 409
     reads: list[list[str]] = []
-    redis = copies._redis()
+    mget = copies._mget
 
-    class CountingRedis:
-        def __getattr__(self, name):
-            return getattr(redis, name)
+    def counting_mget(keys):
+        reads.append(list(keys))
+        return mget(keys)
 
-        def mget(self, keys):
-            reads.append(list(keys))
-            return redis.mget(keys)
-
-    monkeypatch.setattr(copies, "_redis", CountingRedis)
+    monkeypatch.setattr(copies, "_mget", counting_mget)
 
     # when the customer orders one of it
     response = customer.post("/api/v1/orders/", order_of(product.sku), "application/json")
@@ -287,3 +283,33 @@ def test_an_order_the_marks_do_not_refuse_reads_the_token_and_the_mark_from_redi
     assert response.status_code == 202, response.content
     assert full_path.creates == 2
     assert len(reads) == 1 and len(reads[0]) == 2, reads
+
+
+def test_a_read_after_redis_closed_the_kept_connection_is_answered_from_the_copies(full_path):
+    # given a customer's order, read through the full path, then from the copies
+    customer = token_client(UserFactory())
+    order_id = placed(customer)
+    assert customer.get(f"/api/v1/orders/{order_id}/").status_code == 200
+    assert customer.get(f"/api/v1/orders/{order_id}/").status_code == 200 and full_path.reads == 1
+    # when Redis closes the connection the copies are read on (as a restart or its idle timeout does)
+    kept = copies._kept.connection
+    host, port = kept._sock.getsockname()[:2]
+    client_address = f"{host}:{port}"
+    assert copies._redis().client_kill_filter(addr=client_address) == 1
+
+    # then the next read is still answered from the copies, on a new connection
+    assert customer.get(f"/api/v1/orders/{order_id}/").status_code == 200
+    assert full_path.reads == 1
+    assert copies._kept.connection is not kept
+
+
+def test_copies_read_as_none_while_redis_is_unreachable_and_again_once_it_is_back():
+    cache.set("probe", 1)  # any key: the copies are read by their full key
+    key = copies._redis().keys("*probe*")[0].decode()
+    copies._redis().set(key, '[[1], "copy"]')
+    assert copies.copies_read(keys=[key]) == ["copy"]
+
+    with override_settings(CACHES=UNREACHABLE_REDIS):
+        assert copies.copies_read(keys=[key], quiet=True) == [None]
+
+    assert copies.copies_read(keys=[key]) == ["copy"]
