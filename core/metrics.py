@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
+from django_prometheus.middleware import PrometheusAfterMiddleware
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -87,6 +88,29 @@ def count_after_commit(counter: Any, amount: float = 1) -> None:
     """Add ``amount`` to ``counter`` (a metric or a labelled child) once the current transaction
     commits, so a rolled-back change is never counted. Outside a transaction: at once."""
     transaction.on_commit(functools.partial(counter.inc, amount))
+
+
+class RequestMetricsMiddleware(PrometheusAfterMiddleware):
+    """django-prometheus's ``PrometheusAfterMiddleware``, looking each labelled series up once.
+
+    The middleware asks its metrics for a labelled series about seven times per request, and
+    prometheus_client's ``labels()`` checks the label names and takes a lock each time. The
+    series are kept here by metric and label values, which take the same bounded values as the
+    series prometheus_client keeps itself (a view, a method, a status, a charset).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.series: dict[tuple[Any, ...], Any] = {}
+
+    def label_metric(self, metric: Any, request: HttpRequest, response: Any = None, **labels: Any) -> Any:
+        if not labels:
+            return metric
+        key = (metric, *labels.items())
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = metric.labels(**labels)
+        return series
 
 
 # --- /metrics ------------------------------------------------------------------------------

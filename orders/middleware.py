@@ -44,12 +44,13 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils import timezone
 from django_guid.middleware import process_incoming_request, process_outgoing_request
-from django_prometheus.middleware import PrometheusAfterMiddleware, PrometheusBeforeMiddleware
+from django_prometheus.middleware import PrometheusBeforeMiddleware
 from knox.crypto import hash_token
 from knox.settings import knox_settings
 
 from core.copies import copies_read, copies_read_ahead
 from core.errors import error_body, response_unlogged
+from core.metrics import RequestMetricsMiddleware
 from core.token_cache import TokenCustomer, token_cache_key, token_copy_customer
 from inventory.models import SKU_MAX_LENGTH
 from inventory.stock_marks import StockMark, stock_mark_key
@@ -84,9 +85,10 @@ class OrderHotPathMiddleware:
         self.enabled = not settings.TRACING_ENABLED
         self.prefix = knox_settings.AUTH_HEADER_PREFIX.lower()
         self.metrics_before = PrometheusBeforeMiddleware(_unused)
-        self.metrics_after = PrometheusAfterMiddleware(_unused)
+        self.metrics_after = RequestMetricsMiddleware(_unused)
         self.security = SecurityMiddleware(_unused)
         self.frame_options = XFrameOptionsMiddleware(_unused)
+        self.charset = settings.DEFAULT_CHARSET
 
     def __call__(self, request: HttpRequest) -> Any:
         response = None
@@ -180,7 +182,11 @@ class OrderHotPathMiddleware:
         text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
         response = HttpResponse(
-            text.encode(), status=status, content_type="application/json", headers=_API_HEADERS[view]
+            text.encode(),
+            status=status,
+            content_type="application/json",
+            charset=self.charset,  # what the full path's answer reads as: the same header, found once
+            headers=_API_HEADERS[view],
         )
         response = self.metrics_after.process_response(request, response)
         response = self.frame_options.process_response(request, response)

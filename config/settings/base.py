@@ -65,7 +65,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Answers a login refused by the lockout (core/lockout.py) with 429; last before the metrics.
     "axes.middleware.AxesMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # django-prometheus's PrometheusAfterMiddleware, with its labelled series looked up once.
+    "core.metrics.RequestMetricsMiddleware",
 ]
 
 # The admin's checks look for the session, authentication and messages middleware by class in

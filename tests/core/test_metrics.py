@@ -200,3 +200,22 @@ def test_a_process_file_still_being_created_does_not_fail_the_scrape(tmp_path: P
 
     # then the first process's count is there (prometheus_client's own collector raises here)
     assert sample(text, "orderservice_x_total") == 3.0
+
+
+@pytest.mark.django_db
+def test_request_metrics_count_each_request_under_its_own_labels(client):
+    # given the counts of two views' answers so far
+    def answered(view: str, status: str) -> float:
+        labels = {"status": status, "view": view, "method": "GET"}
+        return value("django_http_responses_total_by_status_view_method_total", **labels)
+
+    health, missing = answered("healthz", "200"), answered("<unnamed view>", "404")
+
+    # when one is asked twice and the other once
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/no-such-page/").status_code == 404
+
+    # then each series counted its own answers
+    assert answered("healthz", "200") == health + 2
+    assert answered("<unnamed view>", "404") == missing + 1
