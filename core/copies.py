@@ -143,16 +143,29 @@ class _KeptConnection(threading.local):
 
     connection: Any = None
     pool: Any = None
-    pid = 0
 
 
 _kept = _KeptConnection()
+
+
+def _kept_connect(pool: Any) -> None:
+    _kept_drop()
+    _kept.connection, _kept.pool = pool.connection_class(**pool.connection_kwargs), pool
 
 
 def _kept_drop() -> None:
     if _kept.connection is not None:
         _kept.connection.disconnect()
     _kept.connection = None
+
+
+def _kept_mget(keys: Sequence[str]) -> list[bytes | None]:
+    try:
+        _kept.connection.send_command("MGET", *keys)
+        return list(_kept.connection.read_response())
+    except BaseException:
+        _kept_drop()  # no half-read answer is ever left on it
+        raise
 
 
 def _mget(keys: Sequence[str]) -> list[bytes | None]:
@@ -163,28 +176,21 @@ def _mget(keys: Sequence[str]) -> list[bytes | None]:
     pool and giving it back costs about half the round trip itself in redis-py's client: the
     pool checks each connection it hands out with a ``poll`` on its socket, and the client wraps
     the command in its retry machinery. A connection kept for these reads only needs neither:
-    it is dropped on any error, so no half-read answer is ever left on it, and one the server
-    closed while it was idle (a Redis restart, its ``timeout``) is replaced by a new one once.
-    A new pool (other settings) or a forked process makes a new connection.
+    it is dropped on any error, and one the server closed while it was idle (a Redis restart,
+    its ``timeout``) is replaced by a new one once. A new pool (other settings) or a forked
+    process (the connection records its maker's pid) makes a new connection.
     """
     pool = _redis().connection_pool
-    for _ in range(2):
-        kept = _kept.connection is not None and _kept.pool is pool and _kept.pid == os.getpid()
-        if not kept:
-            _kept_drop()
-            _kept.connection = pool.connection_class(**pool.connection_kwargs)
-            _kept.pool, _kept.pid = pool, os.getpid()
-        try:
-            _kept.connection.send_command("MGET", *keys)
-            return list(_kept.connection.read_response())
-        except RedisConnectionError:
-            _kept_drop()
-            if not kept:  # a new connection failed: Redis is unavailable
-                raise
-        except BaseException:
-            _kept_drop()
+    reused = _kept.connection is not None and _kept.pool is pool and _kept.connection.pid == os.getpid()
+    if not reused:
+        _kept_connect(pool)
+    try:
+        return _kept_mget(keys)
+    except RedisConnectionError:
+        if not reused:  # a new connection failed: Redis is unavailable
             raise
-    raise AssertionError("unreachable: the second attempt uses a new connection")
+    _kept_connect(pool)
+    return _kept_mget(keys)
 
 
 def copies_clear(*, prefix: str) -> int:
