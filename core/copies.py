@@ -28,6 +28,7 @@ from typing import Any
 from django.db import transaction
 from django_redis import get_redis_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def _mget(keys: Sequence[str]) -> list[bytes | None]:
     pool checks each connection it hands out with a ``poll`` on its socket, and the client wraps
     the command in its retry machinery. A connection kept for these reads only needs neither:
     it is dropped on any error, and one the server closed while it was idle (a Redis restart,
-    its ``timeout``) is replaced by a new one once. A new pool (other settings) or a forked
+    its ``timeout``) or that timed out is replaced by a new one once. A new pool (other settings) or a forked
     process (the connection records its maker's pid) makes a new connection.
     """
     pool = _redis().connection_pool
@@ -186,7 +187,7 @@ def _mget(keys: Sequence[str]) -> list[bytes | None]:
         _kept_connect(pool)
     try:
         return _kept_mget(keys)
-    except RedisConnectionError:
+    except (RedisConnectionError, RedisTimeoutError):
         if not reused:  # a new connection failed: Redis is unavailable
             raise
     _kept_connect(pool)
