@@ -1,14 +1,14 @@
 """Every lock the notifications app takes, taken one way.
 
-Sending is guarded by ``send_lock``: a lease, one row per notification being sent, taken and
-released by single statements in autocommit. It holds no database session or transaction open
-across the HTTP request or SMTP conversation, so it works behind PgBouncer in transaction
-pooling (a session-level advisory lock would be taken on one server connection and released on
-another, or seen as held by whichever client was given that connection next), and a slow
-receiver never pins a pooled connection. Two copies of one task message (a redelivery, a replay
-racing a retry, a message returned by a broker node that went down while its worker still runs
-it) cannot send the same notification at the same time: the second finds the lease held and
-tries again once it must have ended (``busy_result``).
+Sending is guarded by ``send_lock`` (``send_locks`` for a batch): a lease, one row per
+notification being sent, taken and released by single statements in autocommit. It holds no
+database session or transaction open across the HTTP request or SMTP conversation, so it works
+behind PgBouncer in transaction pooling (a session-level advisory lock would be taken on one
+server connection and released on another, or seen as held by whichever client was given that
+connection next), and a slow receiver never pins a pooled connection. Two copies of one task
+message (a redelivery, a replay racing a retry, a message returned by a broker node that went
+down while its worker still runs it) cannot send the same notification at the same time: the
+second finds the lease held and tries again once it must have ended (``busy_result``).
 
 A worker killed mid-send leaves its lease behind; it expires ``NOTIFY_SEND_LEASE_SECONDS`` after
 it was taken, and the retry of the redelivered message takes it over and sends what was left
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -38,34 +38,45 @@ from notifications.models import EmailNotification, SendLease, WebhookDelivery, 
 logger = logging.getLogger(__name__)
 
 _TABLE = SendLease._meta.db_table
-# One statement: insert the lease, or take over one that has expired; nothing returned when a
-# live lease is held. Concurrent takers serialise on the unique (kind, object_id) row.
+# One statement: insert the leases, or take over those that have expired; returns the ids taken
+# (not those whose live lease someone else holds). Concurrent takers serialise on the unique
+# (kind, object_id) rows, taken in id order so that two batches never wait on each other in a circle.
 _TAKE_SQL = f"""
     INSERT INTO {_TABLE} (kind, object_id, holder, expires_at)
-    VALUES (%s, %s, %s, statement_timestamp() + make_interval(secs => %s))
+    SELECT %s, object_id, %s, statement_timestamp() + make_interval(secs => %s)
+    FROM unnest(%s::bigint[]) AS object_id
+    ORDER BY object_id
     ON CONFLICT (kind, object_id) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
     WHERE {_TABLE}.expires_at <= statement_timestamp()
-    RETURNING holder
+    RETURNING object_id
 """  # noqa: S608 - the table name is the model's, the values are parameters
-_RELEASE_SQL = f"DELETE FROM {_TABLE} WHERE kind = %s AND object_id = %s AND holder = %s"  # noqa: S608
+_RELEASE_SQL = f"DELETE FROM {_TABLE} WHERE kind = %s AND object_id = ANY(%s) AND holder = %s"  # noqa: S608
+
+
+@contextmanager
+def send_locks(*, kind: str, object_ids: Sequence[int]) -> Iterator[set[int]]:
+    """Try to take the send leases of some notifications of one kind, in one statement; yields
+    the ids whose lease was taken (no waiting), and releases them all in one statement."""
+    holder = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE_SQL, [kind, holder, settings.NOTIFY_SEND_LEASE_SECONDS, list(object_ids)])
+        taken = {row[0] for row in cursor.fetchall()}
+    try:
+        yield taken
+    finally:
+        if taken:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(_RELEASE_SQL, [kind, sorted(taken), holder])
+            except DatabaseError:  # they expire by themselves
+                logger.warning("Could not release the send leases of %s %s", kind, sorted(taken), exc_info=True)
 
 
 @contextmanager
 def send_lock(*, kind: str, object_id: int) -> Iterator[bool]:
     """Try to take the send lease of one notification; yields whether it was taken (no waiting)."""
-    holder = uuid.uuid4()
-    with connection.cursor() as cursor:
-        cursor.execute(_TAKE_SQL, [kind, object_id, holder, settings.NOTIFY_SEND_LEASE_SECONDS])
-        acquired = cursor.fetchone() is not None
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(_RELEASE_SQL, [kind, object_id, holder])
-            except DatabaseError:  # it expires by itself
-                logger.warning("Could not release the send lease of %s %s", kind, object_id, exc_info=True)
+    with send_locks(kind=kind, object_ids=[object_id]) as taken:
+        yield object_id in taken
 
 
 @contextmanager

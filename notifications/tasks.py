@@ -24,7 +24,12 @@ from django.conf import settings
 from notifications.attempts import Channel, Outcome, SendResult, Verdict, next_retry_in
 from notifications.errors import NotificationAttemptFailed, NotificationGaveUp
 from notifications.metrics import delivery_count
-from notifications.services import email_notification_send, notifications_fan_out, webhook_delivery_send
+from notifications.services import (
+    email_notification_send,
+    email_notifications_send,
+    notifications_fan_out,
+    webhook_delivery_send,
+)
 from notifications.services.circuit import webhook_endpoint_disabled_mail
 from notifications.services.retention import delivery_attempt_prune
 
@@ -75,6 +80,25 @@ def webhook_delivery_send_task(self: Task[Any, Any], delivery_id: int, waited: i
 @shared_task(bind=True, max_retries=None, throws=(NotificationGaveUp,), **SEND_LIMITS)
 def email_notification_send_task(self: Task[Any, Any], email_id: int) -> str:
     return _attempt(self, Channel.EMAIL, lambda attempt: email_notification_send(email_id=email_id, attempt=attempt))
+
+
+@shared_task(
+    autoretry_for=TRANSIENT,
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+    **SEND_LIMITS,
+)
+def email_notifications_send_task(email_ids: list[int]) -> str:
+    """The first attempt at e-mails published together; what it leaves goes to
+    :func:`email_notification_send_task`, one e-mail each (notifications/services/emails.py)."""
+    batch = email_notifications_send(email_ids=email_ids)
+    for _ in batch.sent:
+        delivery_count(Channel.EMAIL, Outcome.SENT)
+    for _ in batch.skipped:
+        delivery_count(Channel.EMAIL, Outcome.SKIPPED)
+    return f"{len(batch.sent)} sent, {len(batch.skipped)} skipped, {len(batch.handed_over)} handed over"
 
 
 @shared_task(

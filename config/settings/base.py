@@ -301,6 +301,7 @@ _NOTIFICATION_RECOVERY = "notifications.services.recovery.notification_dead_lett
 DEAD_LETTER_REPLAY_HANDLERS = {
     "notifications.tasks.webhook_delivery_send_task": _NOTIFICATION_RECOVERY,
     "notifications.tasks.email_notification_send_task": _NOTIFICATION_RECOVERY,
+    "notifications.tasks.email_notifications_send_task": _NOTIFICATION_RECOVERY,
 }
 
 

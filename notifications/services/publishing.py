@@ -26,6 +26,10 @@ from notifications.selectors import webhook_endpoint_list_subscribed, webhook_ev
 
 WEBHOOK_DELIVERY_TASK = "notifications.tasks.webhook_delivery_send_task"
 EMAIL_NOTIFICATION_TASK = "notifications.tasks.email_notification_send_task"
+# E-mails published together are first sent together, this many to a task at most
+# (notifications/services/emails.py).
+EMAIL_BATCH_TASK = "notifications.tasks.email_notifications_send_task"
+EMAIL_BATCH_SIZE = 50
 FAN_OUT_TASK = "notifications.tasks.notification_fan_out_task"
 # Up to this many events (one order's transition, which may announce its placement too), the
 # transaction writes their e-mails itself; a bigger batch (the expiry sweeper's) is fanned out
@@ -87,9 +91,17 @@ def notifications_publish(
             for event, recipient in zip(events, recipients, strict=True)
             if recipient
         )
-        tasks += [OutboxTask(EMAIL_NOTIFICATION_TASK, [email.pk]) for email in emails]
+        tasks += _email_batches([email.pk for email in emails])
     outbox_enqueue_many(tasks)
     return events
+
+
+def _email_batches(email_ids: Sequence[int]) -> list[OutboxTask]:
+    ids = sorted(email_ids)
+    return [
+        OutboxTask(EMAIL_BATCH_TASK, [ids[start : start + EMAIL_BATCH_SIZE]])
+        for start in range(0, len(ids), EMAIL_BATCH_SIZE)
+    ]
 
 
 def _order_id(payload: dict[str, Any]) -> int | None:
@@ -198,7 +210,6 @@ def notifications_fan_out(*, events: Sequence[Sequence[Any]]) -> tuple[int, int]
                 },
             )
         outbox_enqueue_many(
-            [OutboxTask(WEBHOOK_DELIVERY_TASK, [delivery_id]) for delivery_id in deliveries]
-            + [OutboxTask(EMAIL_NOTIFICATION_TASK, [email_id]) for email_id in emails]
+            [OutboxTask(WEBHOOK_DELIVERY_TASK, [delivery_id]) for delivery_id in deliveries] + _email_batches(emails)
         )
     return len(deliveries), len(emails)

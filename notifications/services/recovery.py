@@ -30,7 +30,7 @@ from notifications.attempts import Channel
 from notifications.errors import AlreadyDelivered, NotResendable
 from notifications.lock_objects import email_notification_lock, webhook_delivery_lock
 from notifications.models import EmailNotification, WebhookDelivery
-from notifications.services.publishing import EMAIL_NOTIFICATION_TASK, WEBHOOK_DELIVERY_TASK
+from notifications.services.publishing import EMAIL_BATCH_TASK, EMAIL_NOTIFICATION_TASK, WEBHOOK_DELIVERY_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +127,17 @@ def notification_recover(
 
 
 def notification_dead_letter_replay(letter: DeadLetteredMessage) -> str:
-    """``dlq replay`` of a notification's send: recover the notification. A notification
-    delivered since has nothing left to send, and its dead letter goes all the same."""
-    channel = next((c for c, task in SEND_TASKS.items() if task == letter.task), None)
+    """``dlq replay`` of a notification's send: recover the notification (each of a batch's
+    e-mails). A notification delivered since has nothing left to send, and its dead letter goes
+    all the same."""
     args = letter.args if isinstance(letter.args, list) else []
+    if letter.task == EMAIL_BATCH_TASK:
+        ids = args[0] if len(args) == 1 and isinstance(args[0], list) else []
+        if not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise ReplayRefused(f"not an e-mail batch with its ids: {letter.task} {letter.args!r}")
+        recovery = notifications_recover(channel=Channel.EMAIL, ids=ids, settle_dead_letters=False)
+        return f"by sending {len(recovery.recovered)} of its {len(ids)} e-mails again (the others were sent)"
+    channel = next((c for c, task in SEND_TASKS.items() if task == letter.task), None)
     if channel is None or len(args) != 1 or not isinstance(args[0], int):
         raise ReplayRefused(f"not a notification send with its id: {letter.task} {letter.args!r}")
     noun = f"{_NOUNS[channel]} {args[0]}"

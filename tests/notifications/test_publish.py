@@ -20,6 +20,7 @@ from notifications.models import (
 )
 from notifications.services import Notification, notifications_publish, webhook_endpoint_create
 from notifications.services.publishing import (
+    EMAIL_BATCH_TASK,
     EMAIL_NOTIFICATION_TASK,
     FAN_OUT_TASK,
     WEBHOOK_DELIVERY_TASK,
@@ -41,8 +42,12 @@ def fan_out_message() -> OutboxMessage:
     return OutboxMessage.objects.get(task_name=FAN_OUT_TASK)
 
 
-def send_messages() -> set[tuple[str, tuple[int, ...]]]:
-    return {(m.task_name, tuple(m.args)) for m in OutboxMessage.objects.exclude(task_name=FAN_OUT_TASK)}
+def send_messages() -> set[tuple[str, tuple[object, ...]]]:
+    """The send tasks queued, their arguments as tuples (an e-mail batch's ids too)."""
+    return {
+        (m.task_name, tuple(tuple(a) if isinstance(a, list) else a for a in m.args))
+        for m in OutboxMessage.objects.exclude(task_name=FAN_OUT_TASK)
+    }
 
 
 @pytest.mark.django_db
@@ -57,7 +62,7 @@ def test_a_single_event_writes_its_email_and_leaves_its_deliveries_to_the_fan_ou
     assert NotificationEvent.objects.get() == event
     assert event.payload == order_payload()
     email = EmailNotification.objects.get(event=event)
-    assert send_messages() == {(EMAIL_NOTIFICATION_TASK, (email.pk,))}
+    assert send_messages() == {(EMAIL_BATCH_TASK, ((email.pk,),))}
     assert fan_out_message().args == [[[str(event.id), "order.reserved", None]]]
     assert not WebhookDelivery.objects.exists()
 
@@ -107,7 +112,7 @@ def test_an_event_gets_one_delivery_per_active_subscribed_endpoint_and_one_email
     assert email.status == EmailNotification.Status.PENDING
     # and one task message per delivery and e-mail waits in the outbox
     assert send_messages() == {(WEBHOOK_DELIVERY_TASK, (d.pk,)) for d in deliveries} | {
-        (EMAIL_NOTIFICATION_TASK, (email.pk,))
+        (EMAIL_BATCH_TASK, ((email.pk,),))
     }
 
 
@@ -145,7 +150,7 @@ def test_a_few_events_write_their_emails_and_fan_out_only_the_subscribed_types(d
     # then the reservation's e-mail is written here, and the fan-out task has the placement only
     email = EmailNotification.objects.get()
     assert email.event == reserved
-    assert send_messages() == {(EMAIL_NOTIFICATION_TASK, (email.pk,))}
+    assert send_messages() == {(EMAIL_BATCH_TASK, ((email.pk,),))}
     assert fan_out_message().args == [[[str(placed.id), "order.pending", None]]]
 
 
@@ -161,13 +166,16 @@ def test_a_batch_is_fanned_out_by_one_task(django_assert_num_queries):
         )
     assert not EmailNotification.objects.exists()
 
-    # then the task creates every delivery and e-mail, and queues their sends
+    # then the task creates every delivery and e-mail, and queues their sends: one per delivery,
+    # and one for the e-mails together
     notification_fan_out_task.apply(args=fan_out_message().args)
-    assert WebhookDelivery.objects.filter(event__in=events).count() == FEW + 1
+    deliveries = WebhookDelivery.objects.filter(event__in=events)
+    assert deliveries.count() == FEW + 1
     assert sorted(EmailNotification.objects.values_list("recipient", flat=True)) == [
         f"c{i}@example.com" for i in range(FEW + 1)
     ]
-    assert len(send_messages()) == 2 * (FEW + 1)
+    emails = tuple(EmailNotification.objects.order_by("pk").values_list("pk", flat=True))
+    assert send_messages() == {(WEBHOOK_DELIVERY_TASK, (d.pk,)) for d in deliveries} | {(EMAIL_BATCH_TASK, (emails,))}
 
 
 @pytest.mark.django_db
@@ -248,6 +256,7 @@ def test_webhooks_have_a_queue_of_their_own_and_e_mail_never_waits_behind_them()
     routes = {name: app.amqp.router.route({}, name)["queue"].name for name in app.tasks if name.startswith("notif")}
     assert routes[WEBHOOK_DELIVERY_TASK] == "webhooks"
     assert routes[EMAIL_NOTIFICATION_TASK] == "email"
+    assert routes[EMAIL_BATCH_TASK] == "email"
     # the fan-out writes e-mails too: it must not wait behind webhooks either
     assert routes[FAN_OUT_TASK] == "email"
     assert routes["notifications.tasks.delivery_attempt_prune_task"] == "orders"
@@ -263,7 +272,7 @@ def test_every_task_has_soft_and_hard_time_limits_and_sends_end_before_their_lea
         soft = task.soft_time_limit or app.conf.task_soft_time_limit
         hard = task.time_limit or app.conf.task_time_limit
         assert soft and hard and soft < hard, name
-    for name in (WEBHOOK_DELIVERY_TASK, EMAIL_NOTIFICATION_TASK):
+    for name in (WEBHOOK_DELIVERY_TASK, EMAIL_NOTIFICATION_TASK, EMAIL_BATCH_TASK):
         task = app.tasks[name]
         assert settings.WEBHOOK_DEADLINE_SECONDS < task.soft_time_limit < task.time_limit
         assert task.time_limit < settings.NOTIFY_SEND_LEASE_SECONDS
