@@ -312,3 +312,19 @@ def test_copies_read_as_none_while_redis_is_unreachable_and_again_once_it_is_bac
         assert copies.copies_read(keys=[key], quiet=True) == [None]
 
     assert copies.copies_read(keys=[key]) == ["copy"]
+
+
+def test_a_read_that_timed_out_on_the_kept_connection_is_tried_once_more_on_a_new_one():
+    # given a copy read once, on the kept connection
+    key = "orders:test:kept-connection-timeout"
+    copies._redis().set(key, '[[1], "copy"]', ex=60)
+    assert copies.copies_read(keys=[key]) == ["copy"]
+    kept = copies._kept.connection
+    # when Redis stops answering for longer than the read's socket timeout, but not twice as long
+    # (as a Redis busy with a slow command does)
+    pause_ms = int(kept.socket_timeout * 1500)
+    copies._redis().execute_command("CLIENT", "PAUSE", pause_ms, "ALL")
+
+    # then the read is still answered from the copy, on a new connection
+    assert copies.copies_read(keys=[key]) == ["copy"]
+    assert copies._kept.connection is not kept
