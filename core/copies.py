@@ -178,8 +178,8 @@ def _mget(keys: Sequence[str]) -> list[bytes | None]:
     pool checks each connection it hands out with a ``poll`` on its socket, and the client wraps
     the command in its retry machinery. A connection kept for these reads only needs neither:
     it is dropped on any error, and one the server closed while it was idle (a Redis restart,
-    its ``timeout``) or that timed out is replaced by a new one once. A new pool (other settings) or a forked
-    process (the connection records its maker's pid) makes a new connection.
+    its ``timeout``) or that timed out is replaced by a new one once. A new pool (other
+    settings) or a forked process (the connection records its maker's pid) makes a new one.
     """
     pool = _redis().connection_pool
     reused = _kept.connection is not None and _kept.pool is pool and _kept.connection.pid == os.getpid()

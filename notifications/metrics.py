@@ -28,9 +28,9 @@ for _channel in Channel:
         DELIVERIES.labels(_channel.value, _outcome.value)
 
 
-def delivery_count(channel: Channel, outcome: Outcome) -> None:
-    """Count one attempt; called by the task once the attempt is recorded (committed)."""
-    DELIVERIES.labels(channel.value, outcome.value).inc()
+def delivery_count(channel: Channel, outcome: Outcome, amount: int = 1) -> None:
+    """Count attempts; called by the task once they are recorded (committed)."""
+    DELIVERIES.labels(channel.value, outcome.value).inc(amount)
 
 
 class WebhookCircuitCollector(Collector):

@@ -94,10 +94,8 @@ def email_notifications_send_task(email_ids: list[int]) -> str:
     """The first attempt at e-mails published together; what it leaves goes to
     :func:`email_notification_send_task`, one e-mail each (notifications/services/emails.py)."""
     batch = email_notifications_send(email_ids=email_ids)
-    for _ in batch.sent:
-        delivery_count(Channel.EMAIL, Outcome.SENT)
-    for _ in batch.skipped:
-        delivery_count(Channel.EMAIL, Outcome.SKIPPED)
+    delivery_count(Channel.EMAIL, Outcome.SENT, len(batch.sent))
+    delivery_count(Channel.EMAIL, Outcome.SKIPPED, len(batch.skipped))
     return f"{len(batch.sent)} sent, {len(batch.skipped)} skipped, {len(batch.handed_over)} handed over"
 
 

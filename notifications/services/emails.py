@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.mail import get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -90,18 +91,23 @@ def _send_over_one_connection(notifications: Sequence[EmailNotification]) -> lis
         with get_connection(fail_silently=False) as mail:  # opened once, closed on leaving
             for notification in notifications:
                 log_context_bind_order(notification.event.order_id)
-                with client_span("email send", {"notification.event_type": notification.event.event_type}) as span:
-                    try:
-                        mail.send_messages([email_message_build(notification=notification)])
-                    except Exception as exc:
-                        span_outcome(span, error=f"{type(exc).__name__}: {exc}")
-                        raise
+                _send_traced(mail, notification)
                 sent.append(notification)
     except Exception as exc:  # every failure ends the batch; its e-mails go to their own sends
         logger.warning(
             "E-mail batch stopped after %d of %d sent: %s: %s", len(sent), len(notifications), type(exc).__name__, exc
         )
     return sent
+
+
+def _send_traced(mail: BaseEmailBackend, notification: EmailNotification) -> None:
+    """Send one e-mail on ``mail`` in a client span that records a failure; raises it."""
+    with client_span("email send", {"notification.event_type": notification.event.event_type}) as span:
+        try:
+            mail.send_messages([email_message_build(notification=notification)])
+        except Exception as exc:
+            span_outcome(span, error=f"{type(exc).__name__}: {exc}")
+            raise
 
 
 def _sent_record(notifications: Sequence[EmailNotification]) -> None:
@@ -136,13 +142,11 @@ def email_notification_send(*, email_id: int, attempt: int) -> SendResult:
             return SendResult(Outcome.SKIPPED, "already sent")
         error = ""
         verdict = Verdict.SUCCEEDED
-        with client_span("email send", {"notification.event_type": notification.event.event_type}) as span:
-            try:
-                email_message_build(notification=notification).send(fail_silently=False)
-            except Exception as exc:  # every failure is recorded and classified, none escapes
-                verdict = classify_email_error(exc)
-                error = f"{type(exc).__name__}: {exc}"
-            span_outcome(span, error=error)
+        try:
+            _send_traced(get_connection(fail_silently=False), notification)
+        except Exception as exc:  # every failure is recorded and classified, none escapes
+            verdict = classify_email_error(exc)
+            error = f"{type(exc).__name__}: {exc}"
         return _attempt_record(notification, attempt=attempt, verdict=verdict, error=error)
 
 
