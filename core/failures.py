@@ -9,16 +9,23 @@ dead-letter queue. The ``TaskFailure`` row says why, for ``manage.py dlq list`` 
 ``DeadLetteringConsumer`` (``worker_consumer``) does the same for a message that cannot be
 decoded, which Celery would otherwise drop. A message that kills its worker reaches neither: the
 broker dead-letters it after ``x-delivery-limit`` deliveries (``x-death`` reason ``delivery_limit``).
+
+A retry is a new message. When the broker does not take it (a cluster between leaders, a node
+restarting), Celery rejects the running message without requeue, which would dead-letter work that
+has not failed; ``FailureRecordingTask.retry`` returns it to its queue instead, after a pause. The
+delivery limit still bounds how often that happens to one message.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject
 from celery.worker.consumer import Consumer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -32,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 MAX_ERROR_LENGTH = 4000
 MAX_TRACEBACK_LENGTH = 20000
+# How long a worker holds a message whose retry the broker did not take before returning it.
+UNPUBLISHED_RETRY_PAUSE_SECONDS = 2.0
 
 
 def _json_ready(value: Any) -> Any:
@@ -89,6 +98,23 @@ class FailureRecordingTask(Task):
             logger.exception("Could not record the failure of task %s[%s]", self.name, task_id)
         DEAD_LETTERED.labels(queue, "failed").inc()
         super().on_failure(exc, task_id, args, kwargs, einfo)
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery's retry, except that a retry the broker did not take returns the message to its queue."""
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as unpublished:
+            reason, requeue = unpublished.args  # Reject(reason, requeue); the stubs declare neither
+            if requeue:
+                raise
+            logger.warning(
+                "Retry of task %s[%s] not published (%s); its message goes back to its queue",
+                self.name,
+                self.request.id,
+                reason,
+            )
+            time.sleep(UNPUBLISHED_RETRY_PAUSE_SECONDS)
+            raise Reject(reason, requeue=True) from None
 
 
 class DeadLetteringConsumer(Consumer):
