@@ -14,8 +14,8 @@ the REST framework, URL resolution or the middleware that has nothing to do for 
 (sessions, CSRF, messages, the login lockout, whitenoise). What the full path would add is added
 by the same code: the request id (django-guid), the security and frame headers (Django's
 ``SecurityMiddleware`` and ``XFrameOptionsMiddleware``), the Host check, the rate limit (the
-view's own throttle class, counting the request once) and every request metric
-(django-prometheus's two middleware, under the view's URL name). tests/orders/test_hot_paths.py
+view's own throttle class, counting the request once) and every request metric (the two
+request-metrics middleware of core/metrics.py, under the view's URL name). tests/orders/test_hot_paths.py
 compares the answers byte for byte.
 
 Anything else goes down the whole stack, which answers it as before: another path or method, a
@@ -44,13 +44,12 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils import timezone
 from django_guid.middleware import process_incoming_request, process_outgoing_request
-from django_prometheus.middleware import PrometheusBeforeMiddleware
 from knox.crypto import hash_token
 from knox.settings import knox_settings
 
 from core.copies import copies_read, copies_read_ahead
 from core.errors import error_body, response_unlogged
-from core.metrics import RequestMetricsMiddleware
+from core.metrics import RequestLatencyMiddleware, RequestMetricsMiddleware
 from core.token_cache import TokenCustomer, token_cache_key, token_copy_customer
 from inventory.models import SKU_MAX_LENGTH
 from inventory.stock_marks import StockMark, stock_mark_key
@@ -84,7 +83,7 @@ class OrderHotPathMiddleware:
         self.get_response = get_response
         self.enabled = not settings.TRACING_ENABLED
         self.prefix = knox_settings.AUTH_HEADER_PREFIX.lower()
-        self.metrics_before = PrometheusBeforeMiddleware(_unused)
+        self.metrics_before = RequestLatencyMiddleware(_unused)
         self.metrics_after = RequestMetricsMiddleware(_unused)
         self.security = SecurityMiddleware(_unused)
         self.frame_options = XFrameOptionsMiddleware(_unused)

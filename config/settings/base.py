@@ -50,8 +50,8 @@ MIDDLEWARE = [
     # holds what they need, with what the middleware below would add (orders/middleware.py);
     # everything else goes on.
     "orders.middleware.OrderHotPathMiddleware",
-    # First and last: request counts and latencies of the whole stack (see /metrics).
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # First and last: request counts and latencies (core/metrics.py, /metrics).
+    "core.metrics.RequestLatencyMiddleware",
     "django_guid.middleware.guid_middleware",
     # Bodies over the API's limit (413) and NUL characters in URLs (400), refused unread.
     "core.middleware.HostileInputMiddleware",
@@ -65,7 +65,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Answers a login refused by the lockout (core/lockout.py) with 429; last before the metrics.
     "axes.middleware.AxesMiddleware",
-    # django-prometheus's PrometheusAfterMiddleware, with its labelled series looked up once.
+    # django-prometheus's PrometheusAfterMiddleware, recording the metrics read, each series looked up once.
     "core.metrics.RequestMetricsMiddleware",
 ]
 

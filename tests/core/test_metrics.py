@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from django.db import transaction
 from prometheus_client import REGISTRY
 
 from config import metrics_dirs
+from core.metrics import RECORDED_REQUEST_METRICS
 from core.readings import QueueDepth
 from inventory.models import Product
 from tests.factories import bulk_orders, make_product
@@ -219,3 +221,28 @@ def test_request_metrics_count_each_request_under_its_own_labels(client):
     # then each series counted its own answers
     assert answered("healthz", "200") == health + 2
     assert answered("<unnamed view>", "404") == missing + 1
+
+
+@pytest.mark.django_db
+def test_each_request_records_the_request_metrics_read_and_no_others(client):
+    # given the request metrics so far
+    by_status = value("django_http_responses_total_by_status_total", status="200")
+    view_latency = {"view": "healthz", "method": "GET"}
+    latency = value("django_http_requests_latency_seconds_by_view_method_count", **view_latency)
+    whole_stack = value("django_http_requests_latency_including_middlewares_seconds_count")
+
+    # when a request is answered
+    assert client.get("/healthz").status_code == 200
+
+    # then the metrics the alerts and the dashboard read counted it
+    assert value("django_http_responses_total_by_status_total", status="200") == by_status + 1
+    assert value("django_http_requests_latency_seconds_by_view_method_count", **view_latency) == latency + 1
+    assert value("django_http_requests_latency_including_middlewares_seconds_count") == whole_stack + 1
+
+    # and /metrics offers none of those left out
+    def family(name: str) -> str:
+        return re.sub(r"(_total)?(_bucket|_count|_sum|_created|_total)?$", "", name)
+
+    lines = client.get("/metrics").content.decode().splitlines()
+    offered = {family(line.split("{")[0].split(" ")[0]) for line in lines if line.startswith("django_http_")}
+    assert offered and offered <= {family(name) for name in RECORDED_REQUEST_METRICS}, offered
