@@ -172,7 +172,7 @@ class RequestMetricsMiddleware(PrometheusAfterMiddleware):
         request.prometheus_after_middleware_event = Time()  # type: ignore[attr-defined]
 
     def process_view(self, request: HttpRequest, view_func: Any, *view_args: Any, **view_kwargs: Any) -> None:
-        return None
+        """Nothing: the library's count by view, transport and method is not recorded."""
 
     def process_response(self, request: HttpRequest, response: Any) -> Any:
         method, view, status = self._method(request), self._get_view_name(request), str(response.status_code)

@@ -176,7 +176,6 @@ class OrderHotPathMiddleware:
         process_incoming_request(request)
         self.metrics_after.process_request(request)
         request.resolver_match = SimpleNamespace(view_name=view)  # type: ignore[assignment]
-        self.metrics_after.process_view(request, None)
         # As the REST framework's JSONRenderer writes it (compact, UTF-8, these two escaped).
         text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
