@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -41,23 +40,27 @@ def token_cache_key(digest: str) -> str:
     return f"{_KEY_PREFIX}{digest}"
 
 
-@dataclass(frozen=True)
-class TokenCustomer:
-    id: int
-    email: str
+def _copy_user(data: Any) -> User:
+    """The user a token's copy holds, as a model instance that refuses to be saved."""
+    user = User(**dict(zip(_USER_FIELDS, data["user"], strict=True)))
+    user._state.adding = False
+    # A copy has no password hash: saving it would write an empty one. Nothing saves the
+    # request's user; this makes sure nothing does by mistake.
+    user.save = functools.partial(_refuse_save, user.pk)  # type: ignore[method-assign]
+    return user
 
 
-def token_copy_customer(data: Any, *, now: datetime) -> TokenCustomer | None:
+def token_copy_customer(data: Any, *, now: datetime) -> User | None:
     """The user of a token's copy (``copies_read``'s data, or None) if the token is live and its
     user an active customer (neither staff nor superuser), else None."""
     try:
-        user = dict(zip(_USER_FIELDS, data["user"], strict=True))
+        user = _copy_user(data)
         live = datetime.fromisoformat(data["expiry"]) > now
     except (KeyError, TypeError, ValueError):
         return None
-    if not live or not user["is_active"] or user["is_staff"] or user["is_superuser"]:
+    if not live or not user.is_active or user.is_staff or user.is_superuser:
         return None
-    return TokenCustomer(id=int(user["id"]), email=str(user["email"] or ""))
+    return user
 
 
 def token_cache_read(*, digest: str) -> ApiToken | None:
@@ -65,15 +68,10 @@ def token_cache_read(*, digest: str) -> ApiToken | None:
     (data,) = copies_read(keys=[token_cache_key(digest)])
     if not data:
         return None
-    user = User(**dict(zip(_USER_FIELDS, data["user"], strict=True)))
-    user._state.adding = False
-    # A copy has no password hash: saving it would write an empty one. Nothing saves the
-    # request's user; this makes sure nothing does by mistake.
-    user.save = functools.partial(_refuse_save, user.pk)  # type: ignore[method-assign]
     token = ApiToken(
         digest=digest,
         token_key=data["token_key"],
-        user=user,
+        user=_copy_user(data),
         expiry=datetime.fromisoformat(data["expiry"]),
         password_fingerprint="",
     )

@@ -1,16 +1,19 @@
-"""The two hot requests, answered from Redis before the rest of the stack runs:
+"""The two hot requests, answered with what Redis holds before the rest of the stack runs:
 
 - ``GET /api/v1/orders/{id}/``, a customer reading one of their orders (what a storefront polls
   while its customer waits): when Redis holds the token's copy (core/token_cache.py) and the
   order's (orders/cache.py), the token is live, its user an active customer and the order
   theirs, the answer is the order's copy;
-- ``POST /api/v1/orders/``, one line for a SKU the stock marks show sold out (what most of a
-  flash sale's attempts are): when Redis holds the token's copy and the SKU's mark
-  (inventory/stock_marks.py), the body is plainly valid, and the customer within their rate
-  limit, the answer is the ``409 sold_out`` that ``order_place`` gives from the same mark.
+- ``POST /api/v1/orders/``, a customer ordering one line (what a storefront sends, and most of a
+  flash sale's attempts): when Redis holds the token's copy, the body is plainly valid and the
+  customer within their rate limit, the order is placed by ``order_place``, as the view places
+  it. A SKU whose stock mark (inventory/stock_marks.py) shows it sold out is refused from the
+  mark, with the ``409 sold_out`` that ``order_place`` gives from it, without a database query.
+  Whatever ``order_place`` raises is answered by the REST framework's exception handler, as the
+  view's would be.
 
-Either is one Redis round trip for the copies (and, for the refusal, the rate limit's), without
-the REST framework, URL resolution or the middleware that has nothing to do for such a request
+Either reads its copies in one Redis round trip (the rate limit's is another), without the REST
+framework, URL resolution or the middleware that has nothing to do for such a request
 (sessions, CSRF, messages, the login lockout, whitenoise). What the full path would add is added
 by the same code: the request id (django-guid), the security and frame headers (Django's
 ``SecurityMiddleware`` and ``XFrameOptionsMiddleware``), the Host check, the rate limit (the
@@ -22,11 +25,11 @@ Anything else goes down the whole stack, which answers it as before: another pat
 query string, an ``Accept`` asking for something other than JSON, an ``Idempotency-Key``, a body
 that is not one plain line, a missing, malformed, expired or revoked token (a revoked one has a
 tombstone, which reads as no copy), staff (their permissions are the full path's to check),
-someone else's order, a SKU with stock, a copy missing, Redis unreachable, a rate limit reached,
-tracing on (so that every request has its span). The copies are trusted exactly as the full path
-trusts them (ARCHITECTURE invariant 10): replaced on commit by every change. The copies read for a
-request left to the full path are its reads there too (``copies_read_ahead``): an order placed
-through it reads the token's copy and the SKU's mark in one round trip, not three.
+someone else's order, a SKU whose mark shows it not for sale, a copy missing, Redis unreachable,
+a rate limit reached, tracing on (so that every request has its span). The copies are trusted
+exactly as the full path trusts them (ARCHITECTURE invariant 10): replaced on commit by every
+change. The copies read for a request are its reads further on too (``copies_read_ahead``): an
+order placed here or by the full path reads the token's copy and the SKU's mark once.
 """
 
 from __future__ import annotations
@@ -35,22 +38,26 @@ import json
 import re
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
+from django.urls import reverse
 from django.utils import timezone
 from django_guid.middleware import process_incoming_request, process_outgoing_request
 from knox.crypto import hash_token
 from knox.settings import knox_settings
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from core.copies import copies_read, copies_read_ahead
 from core.errors import error_body, response_unlogged
 from core.metrics import RequestLatencyMiddleware, RequestMetricsMiddleware
-from core.token_cache import TokenCustomer, token_cache_key, token_copy_customer
+from core.token_cache import token_cache_key, token_copy_customer
 from inventory.models import SKU_MAX_LENGTH
 from inventory.stock_marks import StockMark, stock_mark_key
 from orders.activity import activity_sold_out_count
@@ -58,6 +65,8 @@ from orders.apis import OrderCreateThrottle
 from orders.cache import order_cache_key
 from orders.error_codes import OrderErrorCode
 from orders.models import MAX_QUANTITY
+from orders.payloads import order_payload
+from orders.services import OrderItem, order_place
 
 _DETAIL_PATH = re.compile(r"/api/v1/orders/([0-9]{1,18})/")
 _LIST_PATH = "/api/v1/orders/"
@@ -70,14 +79,17 @@ _API_HEADERS = {
     "order-list": {"Vary": "Accept", "Allow": "POST, OPTIONS"},
 }
 
+_ExceptionHandler = Callable[[Exception, dict[str, Any]], Response | None]
+
 
 def _unused(request: HttpRequest) -> HttpResponse:
     raise AssertionError("the middleware here only process requests and responses")
 
 
 class OrderHotPathMiddleware:
-    """Answer a customer's read of their own order, and a sold-out refusal, from Redis (module
-    docstring). First in ``MIDDLEWARE``."""
+    """Answer a customer's read of their own order from Redis, and place their one-line orders
+    (refused from the stock mark when it shows the SKU sold out), without the rest of the stack
+    (module docstring). First in ``MIDDLEWARE``."""
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
@@ -98,7 +110,7 @@ class OrderHotPathMiddleware:
                 if match is not None:
                     response = self._read(request, found, order_id=int(match[1]))
             elif request.method == "POST" and request.path_info == _LIST_PATH:
-                response = self._refuse(request, found)
+                response = self._create(request, found)
         if response is not None:
             return response
         if not found:  # nothing read: every other request goes on untouched
@@ -118,10 +130,11 @@ class OrderHotPathMiddleware:
         owner, payload = order
         if customer.id != owner or not self._secure(request):
             return None
+        self._begin(request, view="order-detail")
         return self._respond(request, view="order-detail", status=200, body=payload)
 
-    def _refuse(self, request: HttpRequest, found: dict[str, Any]) -> HttpResponse | None:
-        """``409 sold_out`` from the SKU's mark, or None for the full path to answer."""
+    def _create(self, request: HttpRequest, found: dict[str, Any]) -> HttpResponse | None:
+        """The order placed, or refused from the SKU's mark; None for the full path to answer."""
         meta = request.META
         if "HTTP_IDEMPOTENCY_KEY" in meta or meta.get("CONTENT_TYPE", "").split(";")[0] != "application/json":
             return None
@@ -136,20 +149,44 @@ class OrderHotPathMiddleware:
             return None
         token, mark_data = _copies_read(found, keys=[token_cache_key(digest), stock_mark_key(sku)])
         customer = token_copy_customer(token, now=timezone.now())
-        if customer is None or not customer.email or mark_data is None:
+        if customer is None or not customer.email:
             return None
         try:
-            mark = StockMark.from_row(mark_data)
+            mark = None if mark_data is None else StockMark.from_row(mark_data)
         except (TypeError, ValueError):
             return None
-        if not _sold_out(mark, sku=sku, quantity=quantity):
-            return None
+        if mark is not None and (mark.sku != sku or not mark.active):
+            return None  # not for sale: the full path's error names the line
         if not self._secure(request) or not _throttle_allows(request, customer):
             return None
-        activity_sold_out_count()
-        body = error_body(code=OrderErrorCode.SOLD_OUT, detail=f"Not enough stock for: {sku}.", status_code=409)
-        response = self._respond(request, view="order-list", status=409, body=body)
-        response_unlogged(response)  # as the full path leaves a refusal (SoldOut.logged)
+        self._begin(request, view="order-list")  # what follows is answered here, whatever happens
+        if mark is not None and mark.free < quantity:
+            activity_sold_out_count()
+            body = error_body(code=OrderErrorCode.SOLD_OUT, detail=f"Not enough stock for: {sku}.", status_code=409)
+            response = self._respond(request, view="order-list", status=409, body=body)
+            response_unlogged(response)  # as the full path leaves a refusal (SoldOut.logged)
+            return response
+        try:
+            with copies_read_ahead(found):  # the mark read above is order_place's read of it
+                order = order_place(customer=customer, email=None, items=[OrderItem(sku=sku, quantity=quantity)])
+        except Exception as exc:  # answered as the view's exception handler answers it
+            return self._error(request, exc, view="order-list")
+        location = request.build_absolute_uri(reverse("order-detail", args=[order.pk]))
+        headers = {"Location": location}
+        return self._respond(request, view="order-list", status=202, body=order_payload(order), headers=headers)
+
+    def _error(self, request: HttpRequest, exc: Exception, *, view: str) -> HttpResponse:
+        """The REST framework's answer to ``exc`` (the project's exception handler), as a view of
+        ``view`` would have given it."""
+        context: dict[str, Any] = {"view": None, "args": (), "kwargs": {}, "request": SimpleNamespace(_request=request)}
+        handled = cast(_ExceptionHandler, api_settings.EXCEPTION_HANDLER)(exc, context)
+        if handled is None:  # not handled (DEBUG): Django's own error page, as for a view
+            raise exc
+        # Its own headers (Retry-After, WWW-Authenticate); the content type is the answer's.
+        headers = {name: value for name, value in handled.items() if name != "Content-Type"}
+        response = self._respond(request, view=view, status=handled.status_code, body=handled.data, headers=headers)
+        if getattr(handled, "_has_been_logged", False):  # logged by the handler, or left unlogged
+            response_unlogged(response)
         return response
 
     def _token_digest(self, request: HttpRequest) -> str | None:
@@ -170,12 +207,18 @@ class OrderHotPathMiddleware:
         """Whether ``SecurityMiddleware`` lets the request through (no redirect to HTTPS)."""
         return self.security.process_request(request) is None
 
-    def _respond(self, request: HttpRequest, *, view: str, status: int, body: Any) -> HttpResponse:
-        """The answer, with what the skipped stack would have done around it."""
+    def _begin(self, request: HttpRequest, *, view: str) -> None:
+        """What the skipped stack does before a view: the request id (for the logs and the
+        outbox rows of the work done), the request metrics' start."""
         self.metrics_before.process_request(request)
         process_incoming_request(request)
         self.metrics_after.process_request(request)
         request.resolver_match = SimpleNamespace(view_name=view)  # type: ignore[assignment]
+
+    def _respond(
+        self, request: HttpRequest, *, view: str, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> HttpResponse:
+        """The answer, with what the skipped stack would have done around it (after ``_begin``)."""
         # As the REST framework's JSONRenderer writes it (compact, UTF-8, these two escaped).
         text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
@@ -184,7 +227,7 @@ class OrderHotPathMiddleware:
             status=status,
             content_type="application/json",
             charset=self.charset,  # what the full path's answer reads as: the same header, found once
-            headers=_API_HEADERS[view],
+            headers={**_API_HEADERS[view], **(headers or {})},
         )
         response = self.metrics_after.process_response(request, response)
         response = self.frame_options.process_response(request, response)
@@ -221,13 +264,7 @@ def _one_plain_line(data: Any) -> tuple[str, int]:
     return sku, quantity
 
 
-def _sold_out(mark: StockMark, *, sku: str, quantity: int) -> bool:
-    """Whether the mark alone refuses the line, as ``order_place`` decides from it."""
-    return mark.sku == sku and mark.active and mark.free < quantity
-
-
-def _throttle_allows(request: HttpRequest, customer: TokenCustomer) -> bool:
+def _throttle_allows(request: HttpRequest, customer: User) -> bool:
     """The order-creation rate limit, applied as the view applies it: an allowed request is
     counted; a refused one is left to the full path, which refuses it (429) without counting."""
-    user = SimpleNamespace(pk=customer.id, is_authenticated=True)
-    return OrderCreateThrottle().allow_request(SimpleNamespace(user=user, META=request.META), None)  # type: ignore[arg-type]
+    return OrderCreateThrottle().allow_request(SimpleNamespace(user=customer, META=request.META), None)  # type: ignore[arg-type]

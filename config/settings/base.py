@@ -46,9 +46,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # A customer's read of their own order and a sold-out refusal, answered from Redis when it
-    # holds what they need, with what the middleware below would add (orders/middleware.py);
-    # everything else goes on.
+    # A customer's read of their own order, answered from Redis, and their one-line order, placed
+    # (or refused from the stock mark), when Redis holds the token's copy, with what the
+    # middleware below would add (orders/middleware.py); everything else goes on.
     "orders.middleware.OrderHotPathMiddleware",
     # First and last: request counts and latencies (core/metrics.py, /metrics).
     "core.metrics.RequestLatencyMiddleware",

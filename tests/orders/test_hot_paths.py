@@ -1,5 +1,5 @@
-"""The hot requests answered from Redis (orders/middleware.py): a customer's read of their own
-order, and a sold-out refusal.
+"""The hot requests (orders/middleware.py): a customer's read of their own order, answered from
+Redis, and their one-line order, placed without the rest of the stack or refused from the mark.
 
 Without a test transaction around them (``transaction=True``): the copies are written by on-commit
 hooks, which a test transaction would never run.
@@ -7,16 +7,26 @@ hooks, which a test transaction would never run.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from django import db
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import Client, override_settings
 from prometheus_client import REGISTRY
 
 from core import copies
+from core.models import OutboxMessage
 from core.tokens import api_tokens_issue_bulk
+from inventory.stock_marks import stock_marks_clear
+from orders import apis, middleware
 from orders.apis import OrderCreateApi, OrderCreateThrottle, OrderDetailApi
+from orders.middleware import OrderHotPathMiddleware
+from orders.models import Order, OrderStatus
 from orders.services import order_reserve
+from orders.services.reservation import RESERVE_TASK
 from tests.factories import StaffFactory, UserFactory, make_product
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -192,8 +202,9 @@ def test_sold_out_refusals_are_not_logged_as_warnings_by_either_path(full_path, 
         order_id = placed(customer)
         assert customer.post(f"/api/v1/orders/{order_id}/pay/").status_code in (403, 409)
 
-    # then neither refusal is a warning in the log (they are counted instead); other answers are
-    assert [r.status_code for r in refused] == [409, 409] and full_path.creates == 2
+    # then neither refusal is a warning in the log (they are counted instead); other answers are.
+    # (The first request went down the full path: its token had no copy yet.)
+    assert [r.status_code for r in refused] == [409, 409] and full_path.creates == 1
     logged = [r.getMessage() for r in caplog.records if r.name == "django.request"]
     assert len(logged) == 1 and "/pay/" in logged[0], logged
 
@@ -216,10 +227,136 @@ def test_refusals_from_the_marks_count_against_the_rate_limit_once_each(full_pat
     assert full_path.creates == 1
 
 
+def through_full_path(client: Client, path: str, body: dict, content_type: str = "application/json") -> Any:
+    """The order, placed with the hot path leaving every request to the full path."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(OrderHotPathMiddleware, "_create", lambda self, request, found: None)
+        return client.post(path, body, content_type)
+
+
+def customer_with_cached_token() -> tuple[Client, User]:
+    """A customer whose token's copy Redis holds: their first request, down the full path, left it."""
+    user = UserFactory.create()
+    client = token_client(user)
+    assert client.get("/api/v1/orders/").status_code == 200
+    return client, user
+
+
+def without(data: dict, *keys: str) -> dict:
+    return {key: value for key, value in data.items() if key not in keys}
+
+
+def test_an_order_is_placed_by_the_hot_path_as_the_full_path_places_it(full_path, django_assert_num_queries):
+    # given a customer whose token's copy Redis holds, and a product, ordered once down the full path
+    customer, user = customer_with_cached_token()
+    product = make_product(stock=5)
+    first = through_full_path(customer, "/api/v1/orders/", order_of(product.sku, 2))
+    assert first.status_code == 202, first.content
+    creates, counted = full_path.creates, answered(view="order-list", status="202", method="POST")
+
+    # when they place the same order again
+    # (the product and the placement, as down the full path; outside flow tests nothing is published)
+    with django_assert_num_queries(2):
+        second = customer.post("/api/v1/orders/", order_of(product.sku, 2), "application/json")
+
+    # then the hot path placed it, answering as the full path did (but for the new order's id and times)
+    assert second.status_code == 202, second.content
+    assert full_path.creates == creates
+    first_id, second_id = first.json()["id"], second.json()["id"]
+    assert second_id != first_id
+    assert without(second.json(), "id", "created_at", "updated_at") == without(
+        first.json(), "id", "created_at", "updated_at"
+    )
+    assert second["Location"] == first["Location"].replace(f"/{first_id}/", f"/{second_id}/")
+    assert without(headers(second), "Location") == without(headers(first), "Location")
+    assert answered(view="order-list", status="202", method="POST") == counted + 1
+    # and the order is written as the full path writes it: its line, its event, its claim and its
+    # reservation task
+    order = Order.objects.get(pk=second_id)
+    assert (order.customer_id, order.status, order.email) == (user.pk, OrderStatus.PENDING, user.email)
+    assert [(line.sku, line.quantity) for line in order.lines.all()] == [(product.sku, 2)]
+    assert [event.to_status for event in order.events.all()] == [OrderStatus.PENDING]
+    task = OutboxMessage.objects.get(args=[second_id])
+    assert (task.task_name, task.request_id) == (RESERVE_TASK, second["X-Request-ID"])
+    product.refresh_from_db()
+    assert product.claimed == 4
+
+
 @pytest.mark.parametrize(
     ("case", "status"),
     [
-        ("stock to sell", 202),
+        ("sold out, as the database finds", 409),
+        ("too many open orders", 409),
+        ("a product no longer for sale", 400),
+        ("PostgreSQL unavailable", 503),
+    ],
+)
+def test_what_order_place_raises_on_the_hot_path_is_answered_as_the_full_path_answers_it(
+    full_path, monkeypatch, settings, caplog, case, status
+):
+    # given a customer whose token's copy Redis holds, and an order order_place refuses or cannot place
+    customer, _ = customer_with_cached_token()
+    product = make_product(stock=0 if case.startswith("sold out") else 5)
+    if case == "too many open orders":
+        settings.ORDER_MAX_OPEN_PER_CUSTOMER = 1
+        assert customer.post("/api/v1/orders/", order_of(product.sku), "application/json").status_code == 202
+    elif case == "a product no longer for sale":
+        product.active = False
+        product.save(update_fields=["active"])
+    elif case == "PostgreSQL unavailable":
+
+        def unavailable(**kwargs):
+            raise db.OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+
+        monkeypatch.setattr(apis, "order_place", unavailable)
+        monkeypatch.setattr(middleware, "order_place", unavailable)
+        customer.raise_request_exception = False  # the answer, not the exception the handler reports
+    creates = full_path.creates
+
+    # when it is placed down the full path, then by the hot path, order_place deciding each time
+    # (no stock mark: the refusal of the first would otherwise leave one, which would refuse the second)
+    logged = []
+    for place in (through_full_path, Client.post):
+        stock_marks_clear()
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            answer = place(customer, "/api/v1/orders/", order_of(product.sku), "application/json")
+        logged.append([(r.name, r.levelname, r.getMessage()) for r in caplog.records])
+        if place is through_full_path:
+            first = answer
+    second = answer
+
+    # then the two answers are the same, and logged alike; the view answered the first only
+    assert first.status_code == second.status_code == status, second.content
+    assert second.content == first.content
+    assert headers(second) == headers(first)
+    assert logged[1] == logged[0]
+    assert full_path.creates == creates + 1
+
+
+def test_orders_placed_by_the_hot_path_count_against_the_rate_limit_once_each(full_path, monkeypatch):
+    # given a rate limit of three orders a minute, and a product with stock
+    monkeypatch.setattr(OrderCreateThrottle, "rate", "3/min", raising=False)
+    cache.clear()  # no history of earlier tests' users (ids are reused)
+    user = UserFactory()
+    customer = token_client(user)
+    product = make_product(stock=10)
+
+    # when the customer orders four times
+    statuses = [
+        customer.post("/api/v1/orders/", order_of(product.sku), "application/json").status_code for _ in range(4)
+    ]
+
+    # then three are placed (the last two by the hot path), and the fourth is refused as too many, by
+    # the full path's throttle (before its view)
+    assert statuses == [202, 202, 202, 429]
+    assert full_path.creates == 1
+    assert Order.objects.filter(customer=user).count() == 3
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
         ("an Idempotency-Key", 409),
         ("two lines", 409),
         ("an e-mail in the body", 409),
@@ -228,18 +365,14 @@ def test_refusals_from_the_marks_count_against_the_rate_limit_once_each(full_pat
         ("Redis unreachable", 409),
     ],
 )
-def test_the_full_path_answers_the_orders_the_marks_cannot_refuse(full_path, case, status):
+def test_the_full_path_answers_the_orders_the_hot_path_leaves(full_path, case, status):
     # given a sold-out SKU with its mark, and a customer whose token is cached
     customer = token_client(UserFactory())
     sold_out, other = make_product(stock=0), make_product(stock=5)
     assert customer.post("/api/v1/orders/", order_of(sold_out.sku), "application/json").status_code == 409
     creates = full_path.creates
     client, body, extra = customer, order_of(sold_out.sku), {}
-    if case == "stock to sell":
-        body = order_of(other.sku)
-        assert customer.post("/api/v1/orders/", order_of(other.sku, 1000), "application/json").status_code == 409
-        creates = full_path.creates  # its mark shows 5 units: one is for sale
-    elif case == "an Idempotency-Key":
+    if case == "an Idempotency-Key":
         extra = {"HTTP_IDEMPOTENCY_KEY": "hot-path-1"}
     elif case == "two lines":
         body = {"items": [{"sku": sold_out.sku, "quantity": 1}, {"sku": other.sku, "quantity": 1}]}
@@ -262,7 +395,7 @@ def test_the_full_path_answers_the_orders_the_marks_cannot_refuse(full_path, cas
     assert full_path.creates == creates + 1
 
 
-def test_an_order_the_marks_do_not_refuse_reads_the_token_and_the_mark_from_redis_once(full_path, monkeypatch):
+def test_an_order_the_mark_does_not_refuse_reads_the_token_and_the_mark_from_redis_once(full_path, monkeypatch):
     # given a customer whose token is cached and a SKU with stock whose mark Redis holds
     customer = token_client(UserFactory())
     product = make_product(stock=5)
@@ -279,9 +412,10 @@ def test_an_order_the_marks_do_not_refuse_reads_the_token_and_the_mark_from_redi
     # when the customer orders one of it
     response = customer.post("/api/v1/orders/", order_of(product.sku), "application/json")
 
-    # then the full path placed it, with what the hot path had read: one round trip for both copies
+    # then it is placed, order_place reading the mark the hot path had read: one round trip for
+    # both copies (the first order went down the full path: the token had no copy yet)
     assert response.status_code == 202, response.content
-    assert full_path.creates == 2
+    assert full_path.creates == 1
     assert len(reads) == 1 and len(reads[0]) == 2, reads
 
 
