@@ -166,6 +166,8 @@ class OrderHotPathMiddleware:
             response = self._respond(request, view="order-list", status=409, body=body)
             response_unlogged(response)  # as the full path leaves a refusal (SoldOut.logged)
             return response
+        # Redis answered (the token's copy is there), so no mark is an answer too: order_place's.
+        found[stock_mark_key(sku)] = mark_data
         try:
             with copies_read_ahead(found):  # the mark read above is order_place's read of it
                 order = order_place(customer=customer, email=None, items=[OrderItem(sku=sku, quantity=quantity)])

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from core import copies
 from core.models import OutboxMessage
 from core.tokens import api_tokens_issue_bulk
-from inventory.stock_marks import stock_marks_clear
+from inventory.stock_marks import stock_mark_key, stock_marks_clear
 from orders import apis, middleware
 from orders.apis import OrderCreateApi, OrderCreateThrottle, OrderDetailApi
 from orders.middleware import OrderHotPathMiddleware
@@ -395,11 +395,16 @@ def test_the_full_path_answers_the_orders_the_hot_path_leaves(full_path, case, s
     assert full_path.creates == creates + 1
 
 
-def test_an_order_the_mark_does_not_refuse_reads_the_token_and_the_mark_from_redis_once(full_path, monkeypatch):
-    # given a customer whose token is cached and a SKU with stock whose mark Redis holds
+@pytest.mark.parametrize("marked", [True, False], ids=["with its mark", "without a mark"])
+def test_an_order_placed_reads_the_token_and_the_mark_from_redis_once(full_path, monkeypatch, marked):
+    # given a customer whose token is cached and a SKU with stock, whose mark Redis holds or not
+    # (as after an eviction); the first request goes down the full path: the token has no copy yet
     customer = token_client(UserFactory())
     product = make_product(stock=5)
     assert customer.post("/api/v1/orders/", order_of(product.sku, 1000), "application/json").status_code == 409
+    if not marked:
+        stock_marks_clear()
+    assert (copies.copies_read(keys=[stock_mark_key(product.sku)]) != [None]) is marked
     reads: list[list[str]] = []
     mget = copies._mget
 
@@ -412,8 +417,8 @@ def test_an_order_the_mark_does_not_refuse_reads_the_token_and_the_mark_from_red
     # when the customer orders one of it
     response = customer.post("/api/v1/orders/", order_of(product.sku), "application/json")
 
-    # then it is placed, order_place reading the mark the hot path had read: one round trip for
-    # both copies (the first order went down the full path: the token had no copy yet)
+    # then it is placed, order_place taking the hot path's read of the mark (or of its absence)
+    # as its own: one round trip for both copies
     assert response.status_code == 202, response.content
     assert full_path.creates == 1
     assert len(reads) == 1 and len(reads[0]) == 2, reads
