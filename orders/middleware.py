@@ -7,10 +7,10 @@
 - ``POST /api/v1/orders/``, a customer ordering one line (what a storefront sends, and most of a
   flash sale's attempts): when Redis holds the token's copy, the body is plainly valid and the
   customer within their rate limit, the order is placed by ``order_place``, as the view places
-  it. A SKU whose stock mark (inventory/stock_marks.py) shows it sold out is refused from the
-  mark, with the ``409 sold_out`` that ``order_place`` gives from it, without a database query.
-  Whatever ``order_place`` raises is answered by the REST framework's exception handler, as the
-  view's would be.
+  it. ``order_place`` refuses a SKU whose stock mark (inventory/stock_marks.py, read here along
+  with the token's copy) shows it sold out without a database query; that ``409 sold_out``, what
+  most of a flash sale's attempts get, is answered directly, and whatever else ``order_place``
+  raises by the REST framework's exception handler, as the view's would be.
 
 Either reads its copies in one Redis round trip (the rate limit's is another), without the REST
 framework, URL resolution or the middleware that has nothing to do for such a request
@@ -25,11 +25,11 @@ Anything else goes down the whole stack, which answers it as before: another pat
 query string, an ``Accept`` asking for something other than JSON, an ``Idempotency-Key``, a body
 that is not one plain line, a missing, malformed, expired or revoked token (a revoked one has a
 tombstone, which reads as no copy), staff (their permissions are the full path's to check),
-someone else's order, a SKU whose mark shows it not for sale, a copy missing, Redis unreachable,
-a rate limit reached, tracing on (so that every request has its span). The copies are trusted
-exactly as the full path trusts them (ARCHITECTURE invariant 10): replaced on commit by every
-change. The copies read for a request are its reads further on too (``copies_read_ahead``): an
-order placed here or by the full path reads the token's copy and the SKU's mark once.
+someone else's order, a copy missing, Redis unreachable, a rate limit reached, tracing on (so
+that every request has its span). The copies are trusted exactly as the full path trusts them
+(ARCHITECTURE invariant 10): replaced on commit by every change. The copies read for a request
+are its reads further on too (``copies_read_ahead``): an order placed here or by the full path
+reads the token's copy and the SKU's mark once.
 """
 
 from __future__ import annotations
@@ -59,14 +59,12 @@ from core.errors import error_body, response_unlogged
 from core.metrics import RequestLatencyMiddleware, RequestMetricsMiddleware
 from core.token_cache import token_cache_key, token_copy_customer
 from inventory.models import SKU_MAX_LENGTH
-from inventory.stock_marks import StockMark, stock_mark_key
-from orders.activity import activity_sold_out_count
+from inventory.stock_marks import stock_mark_key
 from orders.apis import OrderCreateThrottle
 from orders.cache import order_cache_key
-from orders.error_codes import OrderErrorCode
 from orders.models import MAX_QUANTITY
 from orders.payloads import order_payload
-from orders.services import OrderItem, order_place
+from orders.services import OrderItem, SoldOut, order_place
 
 _DETAIL_PATH = re.compile(r"/api/v1/orders/([0-9]{1,18})/")
 _LIST_PATH = "/api/v1/orders/"
@@ -147,30 +145,23 @@ class OrderHotPathMiddleware:
             sku, quantity = _one_plain_line(json.loads(request.body))
         except (TypeError, ValueError):
             return None
-        token, mark_data = _copies_read(found, keys=[token_cache_key(digest), stock_mark_key(sku)])
+        token, mark = _copies_read(found, keys=[token_cache_key(digest), stock_mark_key(sku)])
         customer = token_copy_customer(token, now=timezone.now())
         if customer is None or not customer.email:
             return None
-        try:
-            mark = None if mark_data is None else StockMark.from_row(mark_data)
-        except (TypeError, ValueError):
-            return None
-        if mark is not None and (mark.sku != sku or not mark.active):
-            return None  # not for sale: the full path's error names the line
         if not self._secure(request) or not _throttle_allows(request, customer):
             return None
         self._begin(request, view="order-list")  # what follows is answered here, whatever happens
-        if mark is not None and mark.free < quantity:
-            activity_sold_out_count()
-            body = error_body(code=OrderErrorCode.SOLD_OUT, detail=f"Not enough stock for: {sku}.", status_code=409)
-            response = self._respond(request, view="order-list", status=409, body=body)
-            response_unlogged(response)  # as the full path leaves a refusal (SoldOut.logged)
-            return response
         # Redis answered (the token's copy is there), so no mark is an answer too: order_place's.
-        found[stock_mark_key(sku)] = mark_data
+        found[stock_mark_key(sku)] = mark
         try:
-            with copies_read_ahead(found):  # the mark read above is order_place's read of it
+            with copies_read_ahead(found):  # order_place's read of the mark is the one made above
                 order = order_place(customer=customer, email=None, items=[OrderItem(sku=sku, quantity=quantity)])
+        except SoldOut as exc:  # what most of a flash sale's attempts get: answered directly
+            body = error_body(code=exc.code, detail=exc.message, status_code=exc.status_code)
+            response = self._respond(request, view="order-list", status=exc.status_code, body=body)
+            response_unlogged(response)  # as the exception handler leaves it (SoldOut.logged)
+            return response
         except Exception as exc:  # answered as the view's exception handler answers it
             return self._error(request, exc, view="order-list")
         location = request.build_absolute_uri(reverse("order-detail", args=[order.pk]))
