@@ -64,12 +64,19 @@ def _violation(violations: list[str], what: str, examples: list[Any]) -> None:
         violations.append(f"{what}: {len(examples)} ({examples[:EXAMPLES]})")
 
 
-def _mailbox_message_ids(mailbox: Path) -> Counter[str]:
-    """Message-IDs of every e-mail Django's file-based backend wrote to ``mailbox``."""
+def _mailbox_message_ids(mailbox: Path) -> tuple[Counter[str], dict[str, str]]:
+    """Message-IDs of every e-mail Django's file-based backend wrote to ``mailbox``, counted, and
+    the file each was first written to. The backend writes one file per connection, so an e-mail
+    batch (one connection) is one file, and e-mails resent because their batch was cut short all
+    point back to that batch's file."""
     ids: Counter[str] = Counter()
-    for path in mailbox.glob("*.log"):
-        ids.update(re.findall(r"^Message-ID: (<[^>]+>)", path.read_text(errors="replace"), flags=re.MULTILINE))
-    return ids
+    first_file: dict[str, str] = {}
+    for path in sorted(mailbox.glob("*.log"), key=lambda p: (p.stat().st_mtime_ns, p.name)):
+        found = re.findall(r"^Message-ID: (<[^>]+>)", path.read_text(errors="replace"), flags=re.MULTILINE)
+        ids.update(found)
+        for message_id in found:
+            first_file.setdefault(message_id, path.name)
+    return ids, first_file
 
 
 def invariant_report(expect: Expectations) -> dict[str, Any]:
@@ -197,7 +204,7 @@ def invariant_report(expect: Expectations) -> dict[str, Any]:
     )
     emails_sent = EmailNotification.objects.filter(status=EmailNotification.Status.SENT).count()
     mailbox = getattr(settings, "EMAIL_FILE_PATH", None)
-    mailed: Counter[str] = _mailbox_message_ids(Path(mailbox)) if mailbox else Counter()
+    mailed, first_file = _mailbox_message_ids(Path(mailbox)) if mailbox else (Counter(), {})
     if mailbox:
         _violation(
             violations,
@@ -227,10 +234,13 @@ def invariant_report(expect: Expectations) -> dict[str, Any]:
     _violation(violations, "expected dead letters missing", sorted(set(expect.dead_letter_ids) - set(letter_ids)))
 
     statuses = Counter(o["status"] for o in orders.values())
+    resent_webhooks = [k for k, n in (expect.webhook_successes or {}).items() if n > 1]
+    resent_emails = [k for k, n in mailed.items() if n > 1]
     figures = {
-        "resent after a crash": sorted(
-            [k for k, n in (expect.webhook_successes or {}).items() if n > 1] + [k for k, n in mailed.items() if n > 1]
-        ),
+        "resent after a crash": sorted(resent_webhooks + resent_emails),
+        # What each resend repeats: an e-mail, the batch (mailbox file) it was first sent in; a
+        # webhook event, itself (deliveries are sent one per task).
+        "first sent in": {k: k for k in resent_webhooks} | {k: first_file[k] for k in resent_emails},
         "orders": len(orders),
         "accepted": len(expect.accepted_order_ids),
         "statuses": dict(sorted(statuses.items())),
