@@ -136,20 +136,9 @@ def order_place(*, customer: User, email: str | None, items: Sequence[OrderItem]
         message = "The order's total is too large; split it into several orders."
         raise InvalidFields([FieldError("items", OrderErrorCode.TOTAL_TOO_LARGE, message)])
     cap = settings.ORDER_MAX_OPEN_PER_CUSTOMER
-    if cap is None:
-        # One statement is its own transaction (or joins the Idempotency-Key's): no BEGIN and
-        # COMMIT around it, two round trips fewer.
-        placed = _order_write(customer=customer, email=email, items=items, products=products, total=total, cap=None)
-    else:
-        # No savepoint when nested (an Idempotency-Key request runs inside the key's transaction):
-        # nothing catches a failure here to carry on, so the savepoint would cost two statements.
-        with transaction.atomic(savepoint=False):
-            # The customer's row lock makes concurrent orders of one customer count their open
-            # orders one after the other, so the cap holds under any concurrency. Taken in a
-            # statement of its own: the placing statement's snapshot, taken after it, then sees
-            # the orders of whoever held the lock before.
-            User.objects.select_for_update().filter(pk=customer.pk).values_list("pk", flat=True).get()
-            placed = _order_write(customer=customer, email=email, items=items, products=products, total=total, cap=cap)
+    # One statement, its own transaction (or part of the Idempotency-Key's): no BEGIN and COMMIT
+    # around it. With a cap, the function takes the customer's row lock first (_PLACE_BODY).
+    placed = _order_write(customer=customer, email=email, items=items, products=products, total=total, cap=cap)
     # Refusals are raised once the statement is over (it wrote nothing): raised inside the
     # transaction, with no savepoint, they would break a caller's enclosing transaction.
     if isinstance(placed, _Refused):
@@ -174,25 +163,29 @@ class _Refused:
 # in product-id order), then, only if every line was claimed, the order, its lines, its first
 # event and its reservation task's outbox row. An order and its outbox row therefore commit
 # together, and a refused order writes nothing. ``placement_allowed`` is the open-order cap
-# (none when ``cap`` is null), counted after the customer's row lock (its own statement, before
-# this one) and over at most the cap's number of index entries (the customer's orders of one
-# status, orders/models.py). The answer: one row per product, with its stock mark as the
+# (none when ``cap`` is null), counted after the customer's row lock (taken by the function
+# before this statement, see ``_PLACE_BODY``) and over at most the cap's number of index entries
+# (the customer's orders of one status, orders/models.py). The answer: one row per product, with its stock mark as the
 # statement left it and whether its unclaimed stock serves its line; placed, with the new
 # order's id and the line's.
 _RESERVE_TASK_ARGS = "jsonb_build_array(new_order.id)"
+_PLACED_REASON = "order placed"
 _PLACE_SQL = f"""
     WITH placement_allowed AS (
         SELECT %(cap)s IS NULL OR (
             SELECT count(*) < %(cap)s FROM (
                 SELECT 1 FROM {Order._meta.db_table}
-                WHERE customer_id = %(customer_id)s AND status IN (%(pending)s, %(reserved)s) LIMIT %(cap)s
+                WHERE customer_id = %(customer_id)s
+                    AND status IN ('{OrderStatus.PENDING.value}', '{OrderStatus.RESERVED.value}')
+                LIMIT %(cap)s
             ) AS open_order
         ) AS allowed
     ),
     {{claim_ctes}},
     new_order AS (
         INSERT INTO {Order._meta.db_table} (customer_id, email, status, currency, total, created_at, updated_at)
-        SELECT %(customer_id)s, %(email)s, %(status)s, %(currency)s, %(total)s, %(created_at)s, %(created_at)s
+        SELECT %(customer_id)s, %(email)s, '{OrderStatus.PENDING.value}', %(currency)s, %(total)s, %(created_at)s,
+            %(created_at)s
         WHERE (SELECT count(*) FROM claims) = %(claim_lines)s
         RETURNING id
     ),
@@ -209,8 +202,8 @@ _PLACE_SQL = f"""
     new_event AS (
         INSERT INTO {OrderEvent._meta.db_table}
             (order_id, kind, from_status, to_status, actor, actor_user_id, reason, data, created_at)
-        SELECT new_order.id, %(event_kind)s, '', %(status)s, %(event_actor)s, %(customer_id)s, %(event_reason)s,
-            jsonb_build_object(), %(created_at)s
+        SELECT new_order.id, '{OrderEvent.Kind.TRANSITION.value}', '', '{OrderStatus.PENDING.value}',
+            '{Actor.CUSTOMER.value}', %(customer_id)s, '{_PLACED_REASON}', jsonb_build_object(), %(created_at)s
         FROM new_order
     ),
     new_task AS ({{outbox_insert}})
@@ -219,7 +212,7 @@ _PLACE_SQL = f"""
     UNION ALL
     SELECT NULL, NULL, servable, id, stock_version, sku, currency, active, free
     FROM claim_locked WHERE NOT EXISTS (SELECT FROM claims)
-"""  # noqa: S608 - the table names are the models'; every value is a parameter
+"""  # noqa: S608 - the table names and the constants are the models'; every other value is a parameter
 _PLACE_SQL = _PLACE_SQL.format(
     # The claim's SQL is the same for any lines: they are parameters.
     claim_ctes=stock_claim_ctes(lines=[], condition="(SELECT allowed FROM placement_allowed)").sql,
@@ -236,13 +229,10 @@ PLACE_FUNCTION = "orders_place"
 _PLACE_PARAMETERS = {
     "cap": "integer",
     "customer_id": "integer",
-    "pending": "text",
-    "reserved": "text",
     "claim_ids": "bigint[]",
     "claim_quantities": "integer[]",
     "claim_lines": "integer",
     "email": "text",
-    "status": "text",
     "currency": "text",
     "total": "numeric",
     "created_at": "timestamptz",
@@ -251,9 +241,6 @@ _PLACE_PARAMETERS = {
     "line_names": "text[]",
     "line_prices": "numeric[]",
     "line_quantities": "integer[]",
-    "event_kind": "text",
-    "event_actor": "text",
-    "event_reason": "text",
     "outbox_id": "uuid",
     "outbox_task_name": "text",
     "outbox_request_id": "text",
@@ -265,10 +252,17 @@ if set(_PARAMETER.findall(_PLACE_SQL)) != set(_PLACE_PARAMETERS):
     raise ImproperlyConfigured("orders_place: the statement's parameters and the function's differ")
 
 # Column names win over the function's own (``sku``, ``free``... are both); the result's types
-# are the statement's columns' (varchar's length is not part of a type here).
+# are the statement's columns' (varchar's length is not part of a type here). With a cap, the
+# customer's row lock makes concurrent orders of one customer count their open orders one after
+# the other, so the cap holds under any concurrency. It is taken by a statement of its own: the
+# placing statement after it takes a new snapshot (each statement of a VOLATILE function does, under
+# READ COMMITTED) and so sees the orders of whoever held the lock before.
 _PLACE_BODY = f"""
 #variable_conflict use_column
 BEGIN
+    IF p_cap IS NOT NULL THEN
+        PERFORM 1 FROM {User._meta.db_table} WHERE id = p_customer_id FOR UPDATE;
+    END IF;
     RETURN QUERY {_PARAMETER.sub(lambda found: f"p_{found[1]}", _PLACE_SQL).strip()};
 END
 """
@@ -310,7 +304,7 @@ def _order_write(
 ) -> Order | _Refused:
     """Write the order, its lines, first event, reservation task and stock claims in one statement
     (``_PLACE_SQL``, run by the database's ``orders_place``); returns the order, or what refused
-    it. Call holding the customer's row lock when ``cap`` is set.
+    it.
     """
     claim = stock_claim_ctes(lines=[(p.pk, item.quantity) for p, item in zip(products, items, strict=True)])
     task = outbox_row_insert(task_name=RESERVE_TASK, args_sql=_RESERVE_TASK_ARGS, source="new_order")
@@ -320,7 +314,6 @@ def _order_write(
         **task.params,
         "customer_id": customer.pk,
         "email": email,
-        "status": OrderStatus.PENDING,
         "currency": products[0].currency,
         "total": total,
         "created_at": created_at,
@@ -329,12 +322,7 @@ def _order_write(
         "line_names": [p.name for p in products],
         "line_prices": [p.price for p in products],
         "line_quantities": [item.quantity for item in items],
-        "event_kind": OrderEvent.Kind.TRANSITION,
-        "event_actor": Actor.CUSTOMER,
-        "event_reason": "order placed",
         "cap": cap,
-        "pending": OrderStatus.PENDING,
-        "reserved": OrderStatus.RESERVED,
     }
     with connection.cursor() as cursor:
         cursor.execute(_PLACE_CALL, params)
