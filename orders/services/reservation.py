@@ -11,6 +11,7 @@ from inventory.services import stock_reserve_many
 from orders.lock_objects import order_lock, orders_lock_pending
 from orders.metrics import reservation_count
 from orders.models import Actor, Order, OrderStatus
+from orders.selectors import order_status
 from orders.services.transitions import order_transition, orders_transition
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def order_reserve(*, order_id: int) -> str:
     """
     # Most tasks find their order taken by an earlier batch. No order returns to pending, so a
     # plain read tells them so without a transaction or a row lock.
-    status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
+    status = order_status(order_id=order_id)
     if status is not None and status != OrderStatus.PENDING:
         reservation_count("skipped")
         return str(status)

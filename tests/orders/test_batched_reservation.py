@@ -50,14 +50,15 @@ def test_one_task_reserves_the_pending_orders_each_all_or_nothing():
     assert rejected.data == {"lines": [{"sku": scarce.sku, "quantity": 2, "reason": "insufficient_stock"}]}
 
 
-def test_the_tasks_of_orders_a_batch_took_change_nothing():
+def test_the_tasks_of_orders_a_batch_took_change_nothing(django_assert_num_queries):
     product = make_product(stock=10)
     orders = [make_order(lines=[(product, 1)]) for _ in range(3)]
     order_reserve(order_id=orders[0].pk)
     ledger = list(StockLedgerEntry.objects.order_by("pk").values_list("pk", flat=True))
 
-    for order in orders:  # every task delivered (again)
-        assert order_reserve(order_id=order.pk) == OrderStatus.RESERVED
+    for order in orders:  # every task delivered (again): one plain read each, no lock
+        with django_assert_num_queries(1):
+            assert order_reserve(order_id=order.pk) == OrderStatus.RESERVED
 
     assert list(StockLedgerEntry.objects.order_by("pk").values_list("pk", flat=True)) == ledger
     assert Product.objects.get(pk=product.pk).available == 7
