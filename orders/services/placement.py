@@ -165,9 +165,9 @@ class _Refused:
 # together, and a refused order writes nothing. ``placement_allowed`` is the open-order cap
 # (none when ``cap`` is null), counted after the customer's row lock (taken by the function
 # before this statement, see ``_PLACE_BODY``) and over at most the cap's number of index entries
-# (the customer's orders of one status, orders/models.py). The answer: one row per product, with its stock mark as the
-# statement left it and whether its unclaimed stock serves its line; placed, with the new
-# order's id and the line's.
+# (the customer's orders of one status, orders/models.py). The answer: one row per product,
+# with its stock mark as the statement left it and whether its unclaimed stock serves its line;
+# placed, with the new order's id and the line's.
 _RESERVE_TASK_ARGS = "jsonb_build_array(new_order.id)"
 _PLACED_REASON = "order placed"
 _PLACE_SQL = f"""
