@@ -303,6 +303,8 @@ class Bench:
         from orders.models import OrderStatus
 
         rates, create_s, all_s, loads = [], [], [], []
+        cpu_per_order: list[dict[str, float]] = []
+        idle: list[float] = []
         rss_start: dict[str, int] = {}
         rss_peak_change: dict[str, float] = {}
         if not self.bare_write:  # measured by the create benchmark when it ran
@@ -315,6 +317,7 @@ class Bench:
             if run == 0:
                 rss_start = self.system.rss()  # the earlier benchmarks were the warm-up
             since = timezone.now()
+            cpu_start = system.cpu_by_component()
             started = time.perf_counter()
             load = self.wrk(
                 "order", self.skus, connections=CONNECTIONS, quota=self.args.pipeline_orders, profile="pipeline"
@@ -324,11 +327,15 @@ class Bench:
                 self.sample_rss(rss_start, rss_peak_change)
                 time.sleep(0.2)
             done = time.perf_counter() - started
+            cpu_end = system.cpu_by_component()
             self.sample_rss(rss_start, rss_peak_change)
             reserved = self.orders_created_since(since).filter(status=OrderStatus.RESERVED).count()
             if reserved != self.orders_created_since(since).count() or reserved < 0.99 * self.args.pipeline_orders:
                 raise RuntimeError(f"pipeline: {reserved} of {self.args.pipeline_orders} reserved, {load}")
             rates.append(reserved / done)
+            cpu_per_order.append({name: (cpu_end[name] - cpu_start.get(name, 0.0)) / reserved for name in cpu_end})
+            used = sum(cpu_end.values()) - sum(cpu_start.values())
+            idle.append(1 - used / (done * (os.cpu_count() or 1)))
             create_s.append(created)
             all_s.append(done)
             loads.append(load)
@@ -349,6 +356,13 @@ class Bench:
                 met=rate >= 2 * reference,
                 generator_cpu=cpu_text(loads),
             )
+        )
+        parts = {name: statistics.median(run.get(name, 0.0) for run in cpu_per_order) for name in cpu_per_order[0]}
+        self.notes.append(
+            "pipeline: CPU per order (median of runs): "
+            + ", ".join(f"{name} {ms * 1000:.1f} ms" for name, ms in sorted(parts.items(), key=lambda kv: -kv[1]))
+            + f"; {sum(parts.values()) * 1000:.1f} ms in all; {statistics.median(idle) * 100:.0f} % of the "
+            f"{os.cpu_count()} cores' time went to none of these (idle, or other processes)."
         )
         worst = max(rss_peak_change.values())
         self.rows.append(

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
+from django.db import connection
+
 from orders.models import Order, OrderStatus
+
+# The advisory lock that lets one reservation batch run at a time (see reservation_turn_wait).
+_RESERVATION_TURN = int.from_bytes(hashlib.sha256(b"orders:reservation-turn").digest()[:8], "big", signed=True)
 
 
 def order_lock(*, order_id: int) -> Order:
@@ -26,3 +33,11 @@ def orders_lock_pending(*, exclude: int, limit: int) -> list[Order]:
         .exclude(pk=exclude)
         .order_by("created_at", "pk")[:limit]
     )
+
+
+def reservation_turn_wait() -> None:
+    """Wait until no other reservation batch runs, and hold the turn until the end of the
+    current transaction (a transaction-level advisory lock, so PgBouncer's transaction pooling
+    keeps it). Call inside one, before any row lock."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_RESERVATION_TURN])

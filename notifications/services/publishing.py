@@ -31,10 +31,11 @@ EMAIL_NOTIFICATION_TASK = "notifications.tasks.email_notification_send_task"
 EMAIL_BATCH_TASK = "notifications.tasks.email_notifications_send_task"
 EMAIL_BATCH_SIZE = 50
 FAN_OUT_TASK = "notifications.tasks.notification_fan_out_task"
-# Up to this many events (one order's transition, which may announce its placement too), the
-# transaction writes their e-mails itself; a bigger batch (the expiry sweeper's) is fanned out
-# by one task, so the sweeper's transaction stays short.
-MAX_EVENTS_MAILED_IN_TRANSACTION = 4
+# Up to this many events (one order's transition, which may announce its placement too; a
+# reservation batch's, two for each of its up to 50 orders), the transaction writes their
+# e-mails itself, in one statement, and saves a task per batch; a bigger batch (the expiry
+# sweeper's, up to 200) is fanned out by one task, so the sweeper's transaction stays short.
+MAX_EVENTS_MAILED_IN_TRANSACTION = 100
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from django.db.models import prefetch_related_objects
 from core.log_context import log_context_bind_order
 from core.outbox import outbox_enqueue
 from inventory.services import stock_reserve_many
-from orders.lock_objects import order_lock, orders_lock_pending
+from orders.lock_objects import order_lock, orders_lock_pending, reservation_turn_wait
 from orders.metrics import reservation_count
 from orders.models import Actor, Order, OrderStatus
 from orders.selectors import order_status
@@ -32,6 +32,11 @@ def order_reserve(*, order_id: int) -> str:
     ``RESERVE_BATCH_SIZE - 1`` other pending orders nobody else holds (oldest first), each all
     or nothing. Returns this order's status afterwards.
 
+    One batch runs at a time: the task waits its turn (``reservation_turn_wait``), and the
+    orders placed meanwhile wait for the next batch, so under load the batches grow instead of
+    several small ones running side by side, each paying a transaction's fixed cost and its
+    follow-up tasks. The turn comes before any row lock, and nothing else takes it: no deadlock.
+
     Idempotent: the orders' rows are locked and only ``pending`` orders are worked on, so a
     redelivered or duplicated task changes nothing.
     """
@@ -42,6 +47,7 @@ def order_reserve(*, order_id: int) -> str:
         reservation_count("skipped")
         return str(status)
     with transaction.atomic(durable=True):
+        reservation_turn_wait()
         try:
             order = order_lock(order_id=order_id)
         except Order.DoesNotExist:

@@ -20,6 +20,7 @@ from notifications.models import (
 )
 from notifications.services import Notification, notifications_publish, webhook_endpoint_create
 from notifications.services.publishing import (
+    EMAIL_BATCH_SIZE,
     EMAIL_BATCH_TASK,
     EMAIL_NOTIFICATION_TASK,
     FAN_OUT_TASK,
@@ -167,15 +168,18 @@ def test_a_batch_is_fanned_out_by_one_task(django_assert_num_queries):
     assert not EmailNotification.objects.exists()
 
     # then the task creates every delivery and e-mail, and queues their sends: one per delivery,
-    # and one for the e-mails together
+    # and one for each EMAIL_BATCH_SIZE e-mails
     notification_fan_out_task.apply(args=fan_out_message().args)
     deliveries = WebhookDelivery.objects.filter(event__in=events)
     assert deliveries.count() == FEW + 1
-    assert sorted(EmailNotification.objects.values_list("recipient", flat=True)) == [
+    assert sorted(EmailNotification.objects.values_list("recipient", flat=True)) == sorted(
         f"c{i}@example.com" for i in range(FEW + 1)
-    ]
+    )
     emails = tuple(EmailNotification.objects.order_by("pk").values_list("pk", flat=True))
-    assert send_messages() == {(WEBHOOK_DELIVERY_TASK, (d.pk,)) for d in deliveries} | {(EMAIL_BATCH_TASK, (emails,))}
+    assert send_messages() == {(WEBHOOK_DELIVERY_TASK, (d.pk,)) for d in deliveries} | {
+        (EMAIL_BATCH_TASK, (emails[start : start + EMAIL_BATCH_SIZE],))
+        for start in range(0, len(emails), EMAIL_BATCH_SIZE)
+    }
 
 
 @pytest.mark.django_db
