@@ -26,6 +26,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.advisory_locks import advisory_lock_key
 from core.errors import Conflict, DomainError
 from core.models import IdempotencyKey
 from core.openapi import raises
@@ -55,14 +56,9 @@ def request_fingerprint(request: Request) -> str:
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
 
 
-def _advisory_lock_id(user_id: int, key: str) -> int:
-    digest = hashlib.sha256(f"idempotency:{user_id}:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 def _try_lock(user_id: int, key: str) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_advisory_lock_id(user_id, key)])
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [advisory_lock_key(f"idempotency:{user_id}:{key}")])
         row = cursor.fetchone()
     return bool(row and row[0])
 

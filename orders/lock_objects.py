@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from django.db import connection
 
+from core.advisory_locks import advisory_lock_key
 from orders.models import Order, OrderStatus
 
 # The advisory lock that lets one reservation batch run at a time (see reservation_turn_wait).
-_RESERVATION_TURN = int.from_bytes(hashlib.sha256(b"orders:reservation-turn").digest()[:8], "big", signed=True)
+_RESERVATION_TURN = advisory_lock_key("orders:reservation-turn")
 
 
 def order_lock(*, order_id: int) -> Order:
