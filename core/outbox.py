@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -146,14 +146,28 @@ def outbox_row_insert(*, task_name: str, args_sql: str, source: str) -> OutboxRo
     return OutboxRowInsert(outbox_row_insert_sql(args_sql=args_sql, source=source), params, message)
 
 
-def outbox_row_written(row: OutboxRowInsert, *, args: list[Any]) -> None:
+@dataclass(frozen=True)
+class SharedSend:
+    """For a message of which one on its way does the work of many (orders/reservation_requests.py).
+
+    After commit, ``claim()`` says whether this row's message must go (True: no other is on its
+    way, and this one now is); if not, the row is marked published without being sent. A claimed
+    message that could not be sent is left to the relay, and ``release()`` undoes the claim, so
+    the next row's message is sent (or left to the relay) in its turn.
+    """
+
+    claim: Callable[[], bool]
+    release: Callable[[], None]
+
+
+def outbox_row_written(row: OutboxRowInsert, *, args: list[Any], shared: SharedSend | None = None) -> None:
     """Publish the row a caller's statement wrote (``args``: what its ``args_sql`` gave) after commit.
 
     Call right after the statement: inside its transaction, or with none open, when the statement
     was its own transaction and has committed (the publish then happens at once).
     """
     row.message.args = args
-    transaction.on_commit(functools.partial(_publish_after_commit, [row.message]))
+    transaction.on_commit(functools.partial(_publish_after_commit, [row.message], shared))
 
 
 class PublishNotConfirmed(Exception):
@@ -276,9 +290,12 @@ _MARK_PUBLISHED_SQL = f"""
 """  # noqa: S608 - the table name is the model's, the ids are a parameter
 
 
-def _publish_after_commit(messages: list[OutboxMessage]) -> None:
+def _publish_after_commit(messages: list[OutboxMessage], shared: SharedSend | None = None) -> None:
     global _broker_unavailable_until
     if time.monotonic() < _broker_unavailable_until:
+        return
+    if shared is not None and not shared.claim():
+        _mark_published(messages)
         return
     try:
         with _after_commit_pool().acquire(block=True) as connection:
@@ -290,9 +307,15 @@ def _publish_after_commit(messages: list[OutboxMessage]) -> None:
             _publish_confirmed(messages, connection, timeout=AFTER_COMMIT_TIMEOUT_SECONDS)
     except Exception as exc:  # the relay publishes them later; the request must not fail
         _broker_unavailable_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+        if shared is not None:
+            shared.release()
         logger.warning("Publish of %d outbox message(s) deferred to the relay: %s", len(messages), exc)
         return
     _broker_unavailable_until = 0.0
+    _mark_published(messages)
+
+
+def _mark_published(messages: list[OutboxMessage]) -> None:
     # Once per request: the statement is written out, as building it with the ORM cost about as
     # much Python as the publish itself. The relay only takes rows still unpublished.
     with transaction.get_connection().cursor() as cursor:

@@ -7,7 +7,7 @@ from django.db import InterfaceError, OperationalError
 
 from core.log_context import log_context_bind_order
 from orders.activity import activity_rollup
-from orders.services import order_expire_overdue, order_reserve
+from orders.services import order_expire_overdue, order_reservation_sweep, order_reserve
 from orders.services.retention import payment_receipt_prune
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,12 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 def order_reserve_task(order_id: int) -> str:
     log_context_bind_order(order_id)
     return order_reserve(order_id=order_id)
+
+
+# Periodic: the safety net under the orders that send no reservation task of their own.
+@shared_task(acks_on_failure_or_timeout=True)
+def order_reservation_sweep_task() -> int | None:
+    return order_reservation_sweep()
 
 
 # A sweep stops after this long and leaves the rest to the next beat tick.

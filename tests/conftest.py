@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from inventory.stock_marks import stock_marks_clear
 from orders.cache import orders_cache_clear
+from orders.reservation_requests import reservation_requests_clear
 from tests import faults, processes
 from tests.factories import OperatorFactory, UserFactory, token_for
 from tests.notifications.receiver import WebhookReceiver
@@ -52,10 +53,13 @@ FLOW_WORKER_ENV = {
 @pytest.fixture(autouse=True)
 def _no_cached_copies_of_earlier_tests() -> None:
     """Product and order ids start again with each test database, and each test's products at
-    stock version 0: copies that earlier tests left in Redis could look newer than theirs."""
+    stock version 0: copies that earlier tests left in Redis could look newer than theirs. A
+    reservation mark an earlier test left would keep this test's first order from sending its
+    reservation task."""
     with contextlib.suppress(Exception):  # a test may run without Redis
         stock_marks_clear()
         orders_cache_clear()
+        reservation_requests_clear()
 
 
 @pytest.fixture
@@ -190,7 +194,7 @@ def no_publishing_outside_flow_tests(request: pytest.FixtureRequest, monkeypatch
     test database is being flushed, and the flush and the worker's transaction can deadlock.
     """
     if request.node.get_closest_marker("flow") is None:
-        monkeypatch.setattr("core.outbox._publish_after_commit", lambda messages: None)
+        monkeypatch.setattr("core.outbox._publish_after_commit", lambda *publish: None)
 
 
 @pytest.fixture(scope="session", autouse=True)

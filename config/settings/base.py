@@ -526,6 +526,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.tasks.outbox_relay_task",
         "schedule": OUTBOX_RELAY_SECONDS,
     },
+    # Orders left pending with no reservation task on its way (orders/reservation_requests.py).
+    "order-reservation-sweep": {
+        "task": "orders.tasks.order_reservation_sweep_task",
+        "schedule": 15.0,
+    },
     "order-expiry-sweep": {
         "task": "orders.tasks.order_expire_overdue_task",
         "schedule": ORDER_EXPIRY_SWEEP_SECONDS,

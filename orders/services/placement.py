@@ -23,6 +23,7 @@ from orders.activity import activity_sold_out_count
 from orders.error_codes import OrderErrorCode
 from orders.metrics import order_created_count
 from orders.models import MAX_QUANTITY, Actor, Order, OrderEvent, OrderLine, OrderStatus, order_lines_cache
+from orders.reservation_requests import RESERVATION_REQUEST
 from orders.services.reservation import RESERVE_TASK
 
 
@@ -347,6 +348,7 @@ def _order_write(
         lines.append(line)
     order_lines_cache(order, lines)
     # The reservation task only: the order is announced (``order.pending``) by the
-    # transaction that takes it out of pending (``orders_transition``).
-    outbox_row_written(task, args=[order.pk])
+    # transaction that takes it out of pending (``orders_transition``). Sent only if no
+    # reservation task is on its way already (orders/reservation_requests.py).
+    outbox_row_written(task, args=[order.pk], shared=RESERVATION_REQUEST)
     return order
