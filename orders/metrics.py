@@ -30,7 +30,7 @@ TRANSITIONS = Counter(
 RESERVATIONS = Counter(
     "order_reservations",
     "Stock reservation attempts by outcome: reserved, rejected (stock short or product inactive), "
-    "skipped (the order was no longer pending: a repeated message).",
+    "skipped (the task's order was no longer pending: an earlier batch took it).",
     ["outcome"],
     namespace=NAMESPACE,
 )

@@ -51,7 +51,9 @@ def order_reserve(*, order_id: int) -> str:
     """
     with transaction.atomic(durable=True):
         reservation_turn_wait()
-        # Before the pending orders are read: every order placed without a task is seen.
+        # Before the pending orders are read: every order placed without a task is seen. (Redis,
+        # inside the transaction: should the batch roll back, the mark's absence only makes the
+        # next order send its task, and the orders stay pending for this task's retry or the sweep.)
         reservation_requests_taken()
         order: Order | None
         try:
