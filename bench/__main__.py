@@ -472,13 +472,13 @@ class Bench:
         system.empty_queues()
         from inventory.stock_marks import stock_marks_clear
         from orders.cache import orders_cache_clear
-        from orders.reservation_requests import reservation_requests_clear
+        from orders.reservation_requests import reservation_requests_taken
 
         # The cached copies of the database just dropped (product and order ids start again),
         # and a reservation mark whose task went with the queues.
         stock_marks_clear()
         orders_cache_clear()
-        reservation_requests_clear()
+        reservation_requests_taken()
         served = [
             b
             for b in ("create", "read", "refusal", "pipeline", "flash")

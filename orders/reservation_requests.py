@@ -25,7 +25,6 @@ waits for the outbox relay) is trusted for ``REQUEST_SECONDS`` only, and the res
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django_redis import get_redis_connection
 
@@ -39,17 +38,13 @@ REQUEST_KEY = "orders:reservation-requested"
 REQUEST_SECONDS = 5
 
 
-def _redis() -> Any:
-    return get_redis_connection("default")
-
-
 def reservation_request_claim() -> bool:
     """Whether the order that just committed must send its own reservation task: True when no
     task is on its way (and the mark now says one is), or when Redis cannot tell. Call after
     the order's commit, never before: a batch must be able to see the order once the mark is
     gone."""
     try:
-        return bool(_redis().set(REQUEST_KEY, 1, nx=True, ex=REQUEST_SECONDS))
+        return bool(get_redis_connection("default").set(REQUEST_KEY, 1, nx=True, ex=REQUEST_SECONDS))
     except Exception:  # every order sends its task, as without the mark
         logger.warning("Reservation mark unavailable; the order sends its own task", exc_info=True)
         return True
@@ -57,19 +52,14 @@ def reservation_request_claim() -> bool:
 
 def reservation_requests_taken() -> None:
     """Remove the mark: the orders placed after this call send a task of their own. Called by a
-    reservation batch, holding the turn, before it reads the pending orders, and for a claimed
-    task that could not be sent. Never raises (a mark left standing expires, see the module's
-    docstring)."""
+    reservation batch, holding the turn, before it reads the pending orders, for a claimed task
+    that could not be sent, and for a database recreated empty (tests, benchmarks). Never raises
+    (a mark left standing expires, see the module's docstring)."""
     try:
-        _redis().delete(REQUEST_KEY)
+        get_redis_connection("default").delete(REQUEST_KEY)
     except Exception:
         logger.warning("Could not remove the reservation mark; it expires on its own", exc_info=True)
 
 
 # What the placement's outbox row does after commit (core.outbox.SharedSend).
 RESERVATION_REQUEST = SharedSend(claim=reservation_request_claim, release=reservation_requests_taken)
-
-
-def reservation_requests_clear() -> None:
-    """Remove the mark (for a database recreated empty: tests, benchmarks)."""
-    _redis().delete(REQUEST_KEY)

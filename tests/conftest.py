@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 
 from inventory.stock_marks import stock_marks_clear
 from orders.cache import orders_cache_clear
-from orders.reservation_requests import reservation_requests_clear
+from orders.reservation_requests import reservation_requests_taken
 from tests import faults, processes
 from tests.factories import OperatorFactory, UserFactory, token_for
 from tests.notifications.receiver import WebhookReceiver
@@ -59,7 +59,7 @@ def _no_cached_copies_of_earlier_tests() -> None:
     with contextlib.suppress(Exception):  # a test may run without Redis
         stock_marks_clear()
         orders_cache_clear()
-        reservation_requests_clear()
+        reservation_requests_taken()
 
 
 @pytest.fixture
