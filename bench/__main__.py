@@ -47,6 +47,8 @@ PIPELINE_SKUS = 20
 # 10,000 orders in 126.6 s, of which about 35 s the load script spent waiting for a request it
 # had counted but wrk never sent (see bench/wrk/load.lua); without that wait, about 110.
 PIPELINE_REFERENCE = 110.0
+# Orders placed one at a time to measure what a lone customer waits for the reservation.
+AT_REST_ORDERS = 10
 BARE_JSON = "/bare/json/"
 BARE_WRITE = "/bare/write/"
 FRAMEWORK_WRITE = "/bench/write/"
@@ -71,6 +73,19 @@ class Row:
 
 def spread(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def reservation_waits_ms(orders: Any) -> list[float]:
+    """Placement to reservation of each of ``orders`` (all reserved), in milliseconds."""
+    return [
+        (reserved - created).total_seconds() * 1000
+        for created, reserved in orders.values_list("created_at", "reserved_at")
+    ]
+
+
+def quantiles_text(waits_ms: Sequence[float]) -> str:
+    p99 = statistics.quantiles(waits_ms, n=100)[98] if len(waits_ms) > 1 else waits_ms[0]
+    return f"median {statistics.median(waits_ms):,.0f} ms, p99 {p99:,.0f} ms"
 
 
 def database_transactions() -> int:
@@ -303,6 +318,7 @@ class Bench:
         from orders.models import OrderStatus
 
         rates, create_s, all_s, loads = [], [], [], []
+        waits: list[float] = []
         cpu_per_order: list[dict[str, float]] = []
         idle: list[float] = []
         rss_start: dict[str, int] = {}
@@ -333,6 +349,7 @@ class Bench:
             if reserved != self.orders_created_since(since).count() or reserved < 0.99 * self.args.pipeline_orders:
                 raise RuntimeError(f"pipeline: {reserved} of {self.args.pipeline_orders} reserved, {load}")
             rates.append(reserved / done)
+            waits.extend(reservation_waits_ms(self.orders_created_since(since)))
             cpu_per_order.append({name: (cpu_end[name] - cpu_start.get(name, 0.0)) / reserved for name in cpu_end})
             used = sum(cpu_end.values()) - sum(cpu_start.values())
             idle.append(1 - used / (done * (os.cpu_count() or 1)))
@@ -364,6 +381,11 @@ class Bench:
             + f"; {sum(parts.values()) * 1000:.1f} ms in all; {statistics.median(idle) * 100:.0f} % of the "
             f"{os.cpu_count()} cores' time went to none of these (idle, or other processes)."
         )
+        at_rest = self.reservation_waits_at_rest()
+        self.notes.append(
+            f"pipeline: placement to reservation {quantiles_text(waits)} over the runs' orders; one order at a "
+            f"time, the system otherwise idle, {quantiles_text(at_rest)} ({len(at_rest)} orders)."
+        )
         worst = max(rss_peak_change.values())
         self.rows.append(
             Row(
@@ -379,6 +401,29 @@ class Bench:
                 detail={"change": rss_peak_change},
             )
         )
+
+    def reservation_waits_at_rest(self) -> list[float]:
+        """Placement to reservation of orders placed one at a time through the API, each once the
+        one before is reserved: what a lone customer waits, the gathering of a batch included."""
+        import httpx
+
+        from orders.models import Order, OrderStatus
+
+        self.wait_idle()
+        body = {"items": [{"sku": self.skus[0], "quantity": 1}]}
+        headers = {"Authorization": f"Token {self.token}"}
+        ids = []
+        with httpx.Client(base_url=self.system.url, headers=headers, timeout=10) as client:
+            for _ in range(AT_REST_ORDERS):
+                response = client.post("/api/v1/orders/", json=body)
+                response.raise_for_status()
+                ids.append(response.json()["id"])
+                deadline = time.monotonic() + 30
+                while Order.objects.filter(pk=ids[-1], status=OrderStatus.PENDING).exists():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"order {ids[-1]} placed at rest was not reserved within 30 s")
+                    time.sleep(0.01)
+        return reservation_waits_ms(Order.objects.filter(pk__in=ids))
 
     def sample_rss(self, start: dict[str, int], peak: dict[str, float]) -> None:
         for name, kib in self.system.rss().items():

@@ -9,6 +9,9 @@ its way:
   row is marked published and nothing is sent; a task that could not be sent (RabbitMQ
   unavailable: the outbox relay sends it later) removes the mark again, so during an outage each
   order's task waits in the outbox as before;
+- the task sent waits until the mark has stood ``RESERVATION_GATHER_SECONDS`` before its batch
+  starts (``reservation_requests_gather``), so that under load the orders placed meanwhile
+  join that batch instead of each making a small one;
 - a batch removes the mark once it has its turn and before it reads the pending orders
   (``reservation_requests_taken``): an order whose placing process found the mark set committed
   before that, so the batch sees it, and an order placed after it sets the mark again and sends
@@ -25,6 +28,7 @@ waits for the outbox relay) is trusted for ``REQUEST_SECONDS`` only, and the res
 from __future__ import annotations
 
 import logging
+import time
 
 from django_redis import get_redis_connection
 
@@ -36,6 +40,11 @@ REQUEST_KEY = "orders:reservation-requested"
 # How long a mark may stand without a batch removing it. Longer saves nothing worth having (one
 # task more per period at most), shorter only sends more tasks.
 REQUEST_SECONDS = 5
+# How long a batch gathers orders, counted from the mark's setting (the first order it serves). A
+# batch's fixed cost (its turn, its reads and statements, its e-mail task, their publishes) is
+# most of a small batch's; waiting this long adds as much to the time an order waits for its
+# reservation (docs/performance.md has the measurements).
+RESERVATION_GATHER_SECONDS = 0.25
 
 
 def reservation_request_claim() -> bool:
@@ -48,6 +57,22 @@ def reservation_request_claim() -> bool:
     except Exception:  # every order sends its task, as without the mark
         logger.warning("Reservation mark unavailable; the order sends its own task", exc_info=True)
         return True
+
+
+def reservation_requests_gather() -> None:
+    """Wait until the mark has stood ``RESERVATION_GATHER_SECONDS``: the orders placed meanwhile
+    send no task and join the batch of the task that waits. Call before the batch's turn, holding
+    no lock. At once when there is no mark (a task sent again, by the relay or the sweep, once the
+    batches have caught up), when the mark is older (the task waited in its queue) or when Redis
+    cannot tell."""
+    try:
+        left_ms = get_redis_connection("default").pttl(REQUEST_KEY)  # -2 without a mark
+    except Exception:
+        logger.warning("Reservation mark unavailable; the batch starts at once", exc_info=True)
+        return
+    wait = RESERVATION_GATHER_SECONDS - (REQUEST_SECONDS - left_ms / 1000)
+    if left_ms > 0 and wait > 0:
+        time.sleep(wait)
 
 
 def reservation_requests_taken() -> None:

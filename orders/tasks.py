@@ -7,6 +7,7 @@ from django.db import InterfaceError, OperationalError
 
 from core.log_context import log_context_bind_order
 from orders.activity import activity_rollup
+from orders.reservation_requests import reservation_requests_gather
 from orders.services import order_expire_overdue, order_reservation_sweep, order_reserve
 from orders.services.retention import payment_receipt_prune
 
@@ -24,8 +25,10 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
     retry_jitter=True,
     max_retries=8,
 )
-def order_reserve_task(order_id: int) -> str:
+def order_reserve_task(order_id: int, gather: bool = True) -> str:
     log_context_bind_order(order_id)
+    if gather:  # not for a full batch's follow-up: its orders wait already
+        reservation_requests_gather()
     return order_reserve(order_id=order_id)
 
 

@@ -39,7 +39,7 @@ def order_reserve(*, order_id: int) -> str:
     A task serves every order placed before its batch starts: most orders send no task of their
     own (orders/reservation_requests.py). So the batch runs even when this task's order was taken
     by an earlier one, and a full batch that leaves pending orders behind queues the task of the
-    oldest of them, committed with the batch.
+    oldest of them, committed with the batch (a task that starts at once: its orders wait already).
 
     One batch runs at a time: the task waits its turn (``reservation_turn_wait``), and the
     orders placed meanwhile wait for the next batch, so under load the batches grow instead of
@@ -68,7 +68,7 @@ def order_reserve(*, order_id: int) -> str:
         # One more than there is room for: whether pending orders are left behind.
         others = orders_lock_pending(exclude=order_id, limit=room + 1)
         if len(others) > room:
-            outbox_enqueue(task_name=RESERVE_TASK, args=[others[room].pk])
+            outbox_enqueue(task_name=RESERVE_TASK, args=[others[room].pk], kwargs={"gather": False})
         batch = own + others[:room]
         if batch:
             _orders_reserve(batch)

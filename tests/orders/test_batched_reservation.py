@@ -97,6 +97,8 @@ def test_a_batch_is_bounded():
     left = orders[RESERVE_BATCH_SIZE - 1]
     assert Order.objects.get(pk=left.pk).status == "pending"
     assert OutboxMessage.objects.filter(task_name=RESERVE_TASK, args=[left.pk]).count() == 2  # its own, and this
+    # one that starts at once: its orders are waiting already
+    assert OutboxMessage.objects.filter(task_name=RESERVE_TASK, args=[left.pk], kwargs={"gather": False}).exists()
     order_reserve(order_id=left.pk)
     assert set(statuses().values()) == {"reserved"}
 

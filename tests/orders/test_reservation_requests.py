@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,11 +21,13 @@ from orders.models import Order
 from orders.reservation_requests import (
     REQUEST_KEY,
     REQUEST_SECONDS,
+    RESERVATION_GATHER_SECONDS,
     reservation_request_claim,
     reservation_requests_taken,
 )
 from orders.services import order_reservation_sweep, order_reserve
 from orders.services.reservation import RESERVATION_SWEEP_AFTER, RESERVE_TASK
+from orders.tasks import order_reserve_task
 from tests.factories import make_order, make_product
 
 # Autocommit, as in production: each order's after-commit publish runs as it is placed.
@@ -99,6 +102,62 @@ def test_an_order_that_found_the_task_on_its_way_is_in_its_batch_however_late(se
     # then the late order sent no task, and the batch took it
     assert sent == [[first.pk]]
     assert statuses() == {first.pk: "reserved", late[0].pk: "reserved"}
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every wait of a reservation task for the orders placed after it, in seconds: recorded, not waited."""
+    waited: list[float] = []
+    monkeypatch.setattr("orders.reservation_requests.time", SimpleNamespace(sleep=waited.append))
+    return waited
+
+
+def test_the_task_sent_waits_for_the_orders_placed_after_it_and_its_batch_takes_them(sent, monkeypatch):
+    product = make_product(stock=10)
+    first = make_order(lines=[(product, 1)])
+    waited: list[float] = []
+
+    def wait(seconds: float) -> None:  # orders placed while the task waits
+        waited.append(seconds)
+        make_order(lines=[(product, 1)])
+        make_order(lines=[(product, 1)])
+
+    monkeypatch.setattr("orders.reservation_requests.time", SimpleNamespace(sleep=wait))
+
+    # when the first order's task runs, as sent on its placement
+    assert order_reserve_task(first.pk) == "reserved"
+
+    # then it waited out what was left of the mark's gathering time, the orders placed meanwhile
+    # sent no task, and its batch reserved them too
+    assert len(waited) == 1 and 0 < waited[0] <= RESERVATION_GATHER_SECONDS
+    assert sent == [[first.pk]]
+    assert set(statuses().values()) == {"reserved"} and len(statuses()) == 3
+
+    # and delivered again, with no mark standing (its batch removed it), it starts at once
+    assert order_reserve_task(first.pk) == "reserved"
+    assert len(waited) == 1
+
+
+def test_a_task_starts_at_once_when_the_gathering_is_over_or_it_does_not_gather(sent, waits):
+    product = make_product(stock=10)
+    redis = get_redis_connection("default")
+
+    # a mark older than the gathering time: the task waited in its queue long enough
+    first = make_order(lines=[(product, 1)])
+    redis.pexpire(REQUEST_KEY, int((REQUEST_SECONDS - RESERVATION_GATHER_SECONDS - 0.5) * 1000))
+    assert order_reserve_task(first.pk) == "reserved"
+
+    # a full batch's follow-up, a young mark standing
+    second = make_order(lines=[(product, 1)])
+    assert redis.exists(REQUEST_KEY)
+    assert order_reserve_task(second.pk, gather=False) == "reserved"
+
+    # Redis unreachable
+    third = make_order(lines=[(product, 1)])
+    with override_settings(CACHES=UNREACHABLE_REDIS):
+        assert order_reserve_task(third.pk) == "reserved"
+
+    assert waits == []
 
 
 def test_a_task_that_could_not_be_sent_leaves_the_next_order_to_send_its_own(monkeypatch):
