@@ -70,9 +70,9 @@ def reservation_requests_gather() -> None:
     except Exception:
         logger.warning("Reservation mark unavailable; the batch starts at once", exc_info=True)
         return
-    wait = RESERVATION_GATHER_SECONDS - (REQUEST_SECONDS - left_ms / 1000)
-    if left_ms > 0 and wait > 0:
-        time.sleep(wait)
+    age = REQUEST_SECONDS - left_ms / 1000  # the mark's, when there is one
+    if left_ms > 0 and age < RESERVATION_GATHER_SECONDS:
+        time.sleep(RESERVATION_GATHER_SECONDS - age)
 
 
 def reservation_requests_taken() -> None:
